@@ -11,11 +11,11 @@ demo: samples
 	.venv/bin/python -m sample_images.demo
 
 test: setup
-	.venv/bin/ruff check diskkit tests bench sample_images
+	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q
 
 lint: setup
-	.venv/bin/ruff check diskkit tests bench sample_images
+	.venv/bin/ruff check .
 
 bench: setup
 	.venv/bin/python -m bench.run_all
