@@ -16,7 +16,7 @@ DEBIAN_PACKAGES=(
   kpartx lvm2 parted python3-parted gdisk fdisk
   # filesystems and boot loaders used to build and check test images
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools squashfs-tools ntfs-3g cryptsetup-bin
-  xorriso syslinux-utils isolinux syslinux grub-pc-bin grub-efi-amd64-bin zstd xz-utils
+  xorriso syslinux-utils isolinux syslinux syslinux-common grub-pc-bin grub-efi-amd64-bin zstd xz-utils
   # Ceph: a test cluster and the librbd/librados bindings
   ceph-mon ceph-osd ceph-common python3-rbd python3-rados
   # NBD client library binding

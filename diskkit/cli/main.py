@@ -10,8 +10,16 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
+
+try:  # click itself, when typer depends on it
+    from click.exceptions import Abort as _Abort
+    from click.exceptions import ClickException as _ClickException
+    from click.exceptions import Exit as _Exit
+except ImportError:  # typer >= 0.2x vendors click as typer._click and has no click dependency
+    from typer._click.exceptions import ClickException as _ClickException
+    from typer.exceptions import Abort as _Abort
+    from typer.exceptions import Exit as _Exit
 
 from diskkit import exitcodes
 from diskkit.errors import (
@@ -51,12 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rc = command.main(args=args, prog_name="diskkit", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except _Exit as exc:
         rc = exc.exit_code
-    except click.exceptions.Abort:
+    except _Abort:
         _say("diskkit: interrupted")
         rc = exitcodes.INTERRUPTED
-    except click.ClickException as exc:
+    except _ClickException as exc:
         # Bad usage: unknown option, missing argument.
         _say(f"diskkit: error: {exc.format_message()}")
         _say("  (see: diskkit --help)")

@@ -1,0 +1,177 @@
+"""Planning a mount: what the image is, what to mount from it, and which backend can.
+
+The plan is made from the image's bytes alone (format detection and safety checks of
+:mod:`diskkit.formats`, partitions/filesystems/LVM of :mod:`diskkit.layout`), before anything
+is attached, so bad input (a partition that does not exist, an encrypted or swap partition, an
+unsafe image) is one clear error and the backend is chosen knowing the filesystem types:
+
+- ``loop``: raw images directly, other formats through a qemu-storage-daemon FUSE export;
+- ``nbd``: ``qemu-nbd --connect`` (other formats, where the kernel has nbd);
+- ``guestfs``: when the host kernel lacks what is needed (a filesystem type such as vfat or
+  iso9660, device-mapper for LVM, loop devices or root rights).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from diskkit.errors import UserError
+
+#: qemu's driver name of each detected format that can be mounted.
+QEMU_DRIVER = {"raw": "raw", "iso": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vhdx": "vhdx",
+               "vdi": "vdi", "qed": "qed", "vhd": "vpc"}
+
+BACKENDS = ("auto", "loop", "nbd", "guestfs")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One filesystem to mount: ``location`` as the layout names it ("partition 2",
+    "lv vg/root", "disk"), its type, and where under the mount root it goes."""
+
+    location: str
+    fstype: str
+    mountpoint: str = "/"
+    offset: int | None = None
+    size: int | None = None
+    uuid: str | None = None
+    label: str | None = None
+
+
+@dataclass
+class Plan:
+    """What to do: the image, its qemu format, the pieces and the backend chosen (and why)."""
+
+    image: str
+    fmt: str
+    backend: str
+    reason: str
+    pieces: list[Piece]
+    #: Every mountable filesystem of the disk (for --os: root candidates and fstab lookups).
+    candidates: list[Piece] = field(default_factory=list)
+    #: PV locations of each VG name.
+    pvs: dict[str, list[str]] = field(default_factory=dict)
+    os_root: bool = False
+
+
+def _piece(fs, mountpoint: str = "/") -> Piece:  # type: ignore[no-untyped-def]
+    return Piece(fs.location, fs.type, mountpoint, fs.offset, fs.size, fs.uuid, fs.label)
+
+
+def plan(target: str, *, partition: int | None = None, lv: str | None = None,
+         os_root: bool = False, backend: str = "auto") -> Plan:
+    """Check the image and the selection, and choose the backend (see the module docstring)."""
+    from diskkit.disk import open_disk
+    from diskkit.formats.detect import detect
+    from diskkit.layout import inspect_layout
+    from diskkit.target import open_container, parse_target
+
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}", code="bad-option",
+                        hint="one of: " + ", ".join(BACKENDS))
+    if sum(x is not None and x is not False for x in (partition, lv, os_root or None)) > 1:
+        raise UserError("choose one of --partition, --lv and --os", code="bad-option")
+    t = parse_target(target)
+    if t.kind != "file":
+        raise UserError(f"{target}: mounting works on local image files", code="unsupported-target",
+                        hint="copy or convert the image to a local file first")
+    with open_container(t) as container:
+        fmt = detect(container).format
+    if fmt == "luks":
+        raise UserError(f"{target} is LUKS-encrypted; diskkit does not unlock volumes",
+                        code="encrypted", hint="unlock it yourself (cryptsetup open --readonly)")
+    with open_disk(t) as disk:  # refuses unsafe images (backing files, hostile headers...)
+        layout = inspect_layout(disk)
+    if fmt not in QEMU_DRIVER:
+        raise UserError(f"{target}: cannot mount a {fmt} image", code="bad-format")
+    mountable = [f for f in layout.filesystems
+                 if f.type not in ("swap", "LVM2_member", "crypto_LUKS")]
+    pvs: dict[str, list[str]] = {}
+    for vg in layout.lvm.vgs if layout.lvm else ():
+        pvs[vg.name] = [p.location for p in vg.pvs if p.location]
+    pieces: list[Piece] = []
+    if partition is not None:
+        if layout.partition(partition) is None:
+            numbers = ", ".join(str(p.number) for p in layout.partitions) or "none"
+            raise UserError(f"partition {partition} does not exist on {target}",
+                            code="no-such-partition", hint=f"partitions: {numbers}")
+        pieces = [_only(layout.filesystems, f"partition {partition}", target)]
+    elif lv is not None:
+        if not layout.lvm or layout.lvm.find_lv(lv) is None or "/" not in lv:
+            names = [x.path for vg in (layout.lvm.vgs if layout.lvm else ()) for x in vg.lvs]
+            raise UserError(f"no logical volume {lv} on {target}", code="no-such-lv",
+                            hint="logical volumes: " + (", ".join(names) or "none"))
+        pieces = [_only(layout.filesystems, f"lv {lv}", target)]
+    elif not os_root:
+        if layout.partitions:
+            numbers = ", ".join(str(p.number) for p in layout.partitions)
+            raise UserError(f"{target} has partitions ({numbers}): choose one",
+                            code="choose-partition", hint="use --partition N, --lv VG/LV or --os")
+        pieces = [_only(layout.filesystems, "disk", target)]
+    elif not mountable:
+        raise UserError(f"no filesystem on {target} that could hold an operating system",
+                        code="no-os")
+    p = Plan(os.path.abspath(t.path or target), QEMU_DRIVER[fmt], backend, "asked", pieces,
+             [_piece(f) for f in mountable], pvs, os_root)
+    if backend == "auto":
+        p.backend, p.reason = _choose(p, layout)
+    return p
+
+
+def _only(filesystems, location: str, target: str) -> Piece:  # type: ignore[no-untyped-def]
+    fs = next((f for f in filesystems if f.location == location), None)
+    what = f"{location} of {target}" if location != "disk" else target
+    if fs is None:
+        raise UserError(f"{what} holds no filesystem diskkit recognises", code="no-filesystem")
+    if fs.type == "crypto_LUKS":
+        raise UserError(f"{what} is encrypted (LUKS); diskkit does not unlock volumes",
+                        code="encrypted", hint="unlock it yourself (cryptsetup open --readonly)")
+    if fs.type == "LVM2_member":
+        raise UserError(f"{what} is an LVM physical volume", code="is-lvm",
+                        hint="mount a logical volume with --lv VG/LV, or use --os")
+    if fs.type == "swap":
+        raise UserError(f"{what} is swap space, not a filesystem", code="no-filesystem")
+    return _piece(fs)
+
+
+def _choose(p: Plan, layout) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    from diskkit.backends.loop import loop_available
+    from diskkit.backends.lvm import dm_available
+    from diskkit.backends.mounts import kernel_supports
+    from diskkit.backends.nbd import nbd_available
+
+    if os.geteuid() != 0 or not loop_available():
+        return "guestfs", "kernel mounts need root and loop devices"
+    wanted = p.pieces or p.candidates
+    uses_lvm = any(x.location.startswith("lv ") for x in wanted)
+    if uses_lvm and not dm_available():
+        return "guestfs", "LVM needs device-mapper, which this kernel lacks"
+    for x in p.pieces:
+        if not kernel_supports(x.fstype):
+            return "guestfs", f"this kernel cannot mount {x.fstype}"
+    if p.os_root and not any(kernel_supports(x.fstype) for x in p.candidates):
+        return "guestfs", "this kernel can mount none of the filesystems"
+    if p.fmt != "raw" and nbd_available():
+        return "nbd", "qemu-nbd --connect (the kernel has nbd)"
+    if p.fmt != "raw":
+        return "loop", "qemu-storage-daemon FUSE export + loop (no nbd in this kernel)"
+    return "loop", "raw image: loop devices with offsets"
+
+
+def find_piece(plan: Plan, spec: str) -> Piece | None:
+    """The candidate filesystem an fstab ``spec`` names (UUID=, LABEL=, /dev/mapper/VG-LV,
+    /dev/VG/LV), or None when it is not on this disk."""
+    key, _, value = spec.partition("=")
+    for c in plan.candidates:
+        if key == "UUID" and c.uuid and c.uuid.lower() == value.lower():
+            return c
+        if key == "LABEL" and c.label == value:
+            return c
+        if spec.startswith("/dev/mapper/") and c.location.startswith("lv "):
+            vg, lv = c.location[3:].split("/", 1)
+            if spec[len("/dev/mapper/"):] == f"{vg.replace('-', '--')}-{lv.replace('-', '--')}":
+                return c
+        if spec.startswith("/dev/") and c.location == f"lv {spec[5:]}":
+            return c
+    return None

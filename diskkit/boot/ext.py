@@ -1,0 +1,184 @@
+"""A minimal read-only ext2/3/4 path lookup over a Reader (is /boot/grub/grub.cfg there?).
+
+Structures from the kernel's Documentation/filesystems/ext4 (on-disk layout): the superblock at
+byte 1024 (magic 0xEF53 at 0x38), group descriptors in the block after it, inodes with either
+the classic block map (12 direct, 1 indirect, 1 double, 1 triple) or an extent tree (header
+magic 0xF30A), and linear directory entries (hashed directories stay linearly readable).
+Only what a path lookup needs; every count and offset is bounded.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from diskkit.errors import ImageError
+from diskkit.readers.base import Reader
+
+EXT_MAGIC = 0xEF53
+_INCOMPAT_EXTENTS = 0x40
+_INCOMPAT_64BIT = 0x80
+_INLINE_DATA_FL = 0x10000000
+_EXTENTS_FL = 0x80000
+_MAX_DIR_BYTES = 16 << 20
+_MAX_DEPTH = 5
+ROOT_INODE = 2
+
+
+@dataclass(frozen=True)
+class ExtInode:
+    """The bits of an inode a lookup needs."""
+
+    number: int
+    mode: int
+    size: int
+    flags: int
+    block: bytes  # the 60-byte i_block area
+
+    @property
+    def is_dir(self) -> bool:
+        """S_IFDIR."""
+        return (self.mode & 0xF000) == 0x4000
+
+
+class ExtFs:
+    """An ext2/3/4 filesystem read through ``reader`` (a partition or an LV)."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.r = reader
+        sb = reader.read(1024, 1024)
+        if len(sb) < 1024 or struct.unpack_from("<H", sb, 0x38)[0] != EXT_MAGIC:
+            raise ImageError(f"{reader.name}: no ext2/3/4 superblock", code="not-ext")
+        log_block = struct.unpack_from("<I", sb, 0x18)[0]
+        if log_block > 6:
+            raise ImageError(f"{reader.name}: ext block size 2^{10 + log_block} is invalid")
+        self.block_size = 1024 << log_block
+        self.inodes_count = struct.unpack_from("<I", sb, 0x00)[0]
+        self.first_data_block = struct.unpack_from("<I", sb, 0x14)[0]
+        self.inodes_per_group = struct.unpack_from("<I", sb, 0x28)[0]
+        rev = struct.unpack_from("<I", sb, 0x4C)[0]
+        self.inode_size = struct.unpack_from("<H", sb, 0x58)[0] if rev >= 1 else 128
+        self.incompat = struct.unpack_from("<I", sb, 0x60)[0]
+        desc = struct.unpack_from("<H", sb, 0xFE)[0]
+        self.desc_size = desc if (self.incompat & _INCOMPAT_64BIT) and desc >= 64 else 32
+        if not (128 <= self.inode_size <= self.block_size) or self.inodes_per_group == 0:
+            raise ImageError(f"{reader.name}: implausible ext inode geometry")
+
+    def _block(self, n: int, count: int = 1) -> bytes:
+        return self.r.read(n * self.block_size, count * self.block_size)
+
+    def inode(self, number: int) -> ExtInode:
+        """Read inode ``number`` (1-based)."""
+        if not 1 <= number <= self.inodes_count:
+            raise ImageError(f"{self.r.name}: inode {number} out of range")
+        group, index = divmod(number - 1, self.inodes_per_group)
+        gdt = (self.first_data_block + 1) * self.block_size + group * self.desc_size
+        desc = self.r.read(gdt, self.desc_size).ljust(64, b"\0")
+        table = struct.unpack_from("<I", desc, 0x08)[0]
+        if self.desc_size >= 64:
+            table |= struct.unpack_from("<I", desc, 0x28)[0] << 32
+        raw = self.r.read(table * self.block_size + index * self.inode_size, 160).ljust(160, b"\0")
+        mode = struct.unpack_from("<H", raw, 0x00)[0]
+        size_lo = struct.unpack_from("<I", raw, 0x04)[0]
+        flags = struct.unpack_from("<I", raw, 0x20)[0]
+        size_hi = struct.unpack_from("<I", raw, 0x6C)[0]
+        return ExtInode(number, mode, size_lo | (size_hi << 32), flags, raw[0x28:0x28 + 60])
+
+    def _extent_blocks(self, node: bytes, depth_left: int) -> Iterator[tuple[int, int, int]]:
+        magic, entries, _max, depth = struct.unpack_from("<HHHH", node, 0)
+        if magic != 0xF30A or depth_left < 0:
+            raise ImageError(f"{self.r.name}: bad ext4 extent header")
+        for i in range(min(entries, (len(node) - 12) // 12)):
+            at = 12 + 12 * i
+            if depth == 0:
+                lblock, length, hi, lo = struct.unpack_from("<IHHI", node, at)
+                if length > 32768:  # an unwritten extent reads as zeros: skip it
+                    continue
+                yield lblock, (hi << 32) | lo, length
+            else:
+                _lb, lo, hi = struct.unpack_from("<IIH", node, at)
+                child = self._block((hi << 32) | lo)
+                yield from self._extent_blocks(child, depth_left - 1)
+
+    def _map_blocks(self, ino: ExtInode, nblocks: int) -> Iterator[tuple[int, int, int]]:
+        ptrs = struct.unpack_from("<15I", ino.block)
+        for i in range(12):
+            if ptrs[i]:
+                yield i, ptrs[i], 1
+        per = self.block_size // 4
+        logical = 12
+        for level, ptr in ((1, ptrs[12]), (2, ptrs[13]), (3, ptrs[14])):
+            span = per ** level
+            if logical >= nblocks:
+                return
+            if ptr:
+                yield from self._indirect(ptr, level, logical, nblocks)
+            logical += span
+
+    def _indirect(self, ptr: int, level: int, logical: int, nblocks: int
+                  ) -> Iterator[tuple[int, int, int]]:
+        per = self.block_size // 4
+        table = struct.unpack(f"<{per}I", self._block(ptr).ljust(self.block_size, b"\0"))
+        span = per ** (level - 1)
+        for i, child in enumerate(table):
+            here = logical + i * span
+            if here >= nblocks:
+                return
+            if not child:
+                continue
+            if level == 1:
+                yield here, child, 1
+            else:
+                yield from self._indirect(child, level - 1, here, nblocks)
+
+    def read_file(self, ino: ExtInode, limit: int = _MAX_DIR_BYTES) -> bytes:
+        """The contents of ``ino`` (up to ``limit`` bytes); holes read as zeros."""
+        size = min(ino.size, limit)
+        if ino.flags & _INLINE_DATA_FL:
+            return ino.block[:size]
+        nblocks = -(-size // self.block_size)
+        buf = bytearray(nblocks * self.block_size)
+        if ino.flags & _EXTENTS_FL:
+            runs = self._extent_blocks(ino.block, _MAX_DEPTH)
+        else:
+            runs = self._map_blocks(ino, nblocks)
+        for lblock, pblock, length in runs:
+            if lblock >= nblocks:
+                continue
+            length = min(length, nblocks - lblock)
+            data = self._block(pblock, length)
+            buf[lblock * self.block_size:lblock * self.block_size + len(data)] = data
+        return bytes(buf[:size])
+
+    def listdir(self, ino: ExtInode) -> dict[str, int]:
+        """Names -> inode numbers of a directory."""
+        data = self.read_file(ino)
+        out: dict[str, int] = {}
+        pos = 0
+        while pos + 8 <= len(data):
+            inum, rec_len, name_len = struct.unpack_from("<IHB", data, pos)
+            if rec_len < 8 or pos + rec_len > len(data):
+                break
+            if inum and name_len and 8 + name_len <= rec_len:
+                out[data[pos + 8:pos + 8 + name_len].decode("utf-8", "replace")] = inum
+            pos += rec_len
+        return out
+
+    def lookup(self, path: str) -> ExtInode | None:
+        """The inode at ``path`` ("/boot/grub/grub.cfg"), or None when it does not exist."""
+        ino = self.inode(ROOT_INODE)
+        for part in [p for p in path.split("/") if p]:
+            if not ino.is_dir:
+                return None
+            num = self.listdir(ino).get(part)
+            if num is None:
+                return None
+            ino = self.inode(num)
+        return ino
+
+
+def is_ext(reader: Reader) -> bool:
+    """True when ``reader`` starts with an ext2/3/4 superblock."""
+    sb = reader.read(1024 + 0x38, 2)
+    return len(sb) == 2 and struct.unpack("<H", sb)[0] == EXT_MAGIC

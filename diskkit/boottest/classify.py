@@ -1,0 +1,89 @@
+"""Turn what a booting VM showed (firmware debug log, serial console, VGA text screen) into an
+outcome. Pure: text in, :class:`Observation` out; the polling loop lives in ``run.py``.
+
+The strings are the firmware's and boot loaders' own (SeaBIOS src/boot.c and src/cdrom.c,
+edk2 BdsDxe, GRUB's boot.img/kernel/normal, SYSLINUX's banner, Linux's early messages).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Every outcome boot-test reports (docs/json.md, "boot-test").
+OUTCOMES = ("no-bootable-device", "boot-code-ran", "bootloader-failed", "bootloader-reached",
+            "kernel-started", "timeout")
+#: Outcomes that mean "this disk boots": the firmware handed over to a working boot loader.
+BOOTED = ("bootloader-reached", "kernel-started")
+#: Outcomes that mean "this disk does not boot".
+NOT_BOOTED = ("no-bootable-device", "boot-code-ran", "bootloader-failed")
+
+# SeaBIOS (src/boot.c, src/cdrom.c) and OVMF (BdsDxe) messages.
+_FIRMWARE_MESSAGES = re.compile(
+    r"(Boot failed: [^\r\n]*|No bootable device\.?|Booting from [^\r\n]*|"
+    r"BdsDxe: [^\r\n]*|Could not read from CDROM[^\r\n]*)")
+#: OVMF with nothing to boot says so, or falls back to its built-in EFI shell.
+_NOTHING = re.compile(r"No bootable device|No bootable option or device was found|"
+                      r"BdsDxe: starting Boot[0-9A-F]{4} \"EFI Internal Shell\"")
+#: SeaBIOS jumped to boot code (boot.c call_boot_entry: "Booting from %04x:%04x").
+_JUMPED = re.compile(r"Booting from [0-9a-fA-F]{4}:[0-9a-fA-F]{4}|BdsDxe: starting Boot")
+
+_LOADERS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("grub", re.compile(r"GNU GRUB|Welcome to GRUB|grub>|DISKKIT-BOOT-OK|GRUB loading")),
+    ("isolinux", re.compile(r"ISOLINUX \d")),
+    ("syslinux", re.compile(r"SYSLINUX \d|EXTLINUX \d")),
+    ("windows", re.compile(r"Windows Boot Manager|BOOTMGR")),
+)
+#: GRUB could not go on: its rescue shell, or boot.img's own error messages (boot.S).
+_LOADER_FAILED = re.compile(r"grub rescue>|Entering rescue mode|GRUB Geom Error|"
+                            r"GRUB Hard Disk Error|GRUB Read Error|GRUB Floppy Error")
+#: GRUB's full environment (normal.mod) is up, or our sample's grub.cfg ran.
+_LOADER_READY = re.compile(r"GNU GRUB  version|grub> ?$|DISKKIT-BOOT-OK|ISOLINUX \d|"
+                           r"SYSLINUX \d|boot: ?$|Windows Boot Manager", re.M)
+_KERNEL = re.compile(r"Linux version \d|Decompressing Linux|EFI stub: |Booting the kernel")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the text seen so far proves. ``outcome`` is None while nothing is certain yet;
+    ``provisional`` is what to report if the VM stays as it is."""
+
+    outcome: str | None
+    provisional: str | None
+    loader: str | None
+    messages: tuple[str, ...]
+
+
+def firmware_messages(log: str) -> tuple[str, ...]:
+    """The firmware's boot lines, in order, each once."""
+    seen: dict[str, None] = {}
+    for m in _FIRMWARE_MESSAGES.finditer(log):
+        seen.setdefault(m.group(0).strip(), None)
+    return tuple(seen)
+
+
+def observe(firmware_log: str, console: str, screen: str) -> Observation:
+    """Classify the text seen so far (see :data:`OUTCOMES`)."""
+    text = "\n".join((firmware_log, console, screen))
+    messages = firmware_messages(firmware_log + "\n" + console)
+    loader = next((name for name, rx in _LOADERS if rx.search(text)), None)
+    if _KERNEL.search(text):
+        return Observation("kernel-started", None, loader, messages)
+    if loader and _LOADER_FAILED.search(text):
+        return Observation("bootloader-failed", None, loader, messages)
+    if loader and _LOADER_READY.search(text):
+        return Observation(None, "bootloader-reached", loader, messages)
+    if loader:
+        return Observation(None, "bootloader-reached", loader, messages)
+    if _NOTHING.search(text):
+        return Observation("no-bootable-device", None, None, messages)
+    if _JUMPED.search(text):
+        return Observation(None, "boot-code-ran", None, messages)
+    return Observation(None, None, None, messages)
+
+
+def vga_text(buffer: bytes, columns: int = 80) -> str:
+    """The characters of a VGA text-mode buffer (0xB8000: character, attribute pairs)."""
+    chars = bytes(buffer[0::2]).replace(b"\0", b" ").decode("cp437", errors="replace")
+    lines = [chars[i:i + columns].rstrip() for i in range(0, len(chars), columns)]
+    return "\n".join(lines).strip("\n")

@@ -1,0 +1,195 @@
+"""``diskkit convert``: one safe, verified conversion, or a batch from a manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from diskkit import exitcodes
+from diskkit.cli.app import app
+from diskkit.cli.output import console, emit_json, err_console, human_size
+from diskkit.errors import UserError
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, so it cleans up exactly like Ctrl-C."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
+                    transient=False, disable=not err_console.is_terminal)
+
+
+def _print_findings(source: str, findings: list[dict[str, Any]]) -> None:
+    console.print(f"[bold red]refused[/]: {source} is not safe to convert")
+    for f in findings:
+        console.print(f"  [{f['severity']}] {f['code']}: {f['message']}")
+        if f.get("fix"):
+            console.print(f"      fix: {f['fix']}")
+    console.print("  (pass --allow-unsafe to convert it anyway)")
+
+
+def _summary(d: dict[str, Any]) -> None:
+    rate = d["throughput_bytes_per_second"]
+    written = d["target_bytes"] if d["target_bytes"] is not None else d["required_bytes"]
+    console.print(f"[bold green]converted[/] {d['source']} ({d['source_format']}) -> "
+                  f"{d['target']} ({d['target_format']})")
+    console.print(f"  virtual size {human_size(d['virtual_size'])}, written "
+                  f"{human_size(written)}"
+                  f", {d['convert_seconds']:.2f} s"
+                  + (f" ({human_size(rate)}/s)" if rate else ""))
+    if d["verified"]:
+        console.print(f"  verified identical (qemu-img compare, {d['verify_seconds']:.2f} s)")
+    else:
+        console.print("  not verified (--no-verify)")
+
+
+def _single(source: str, target: str, fmt: str, **kw: Any) -> int:
+    from diskkit.convert import Refused, Request, convert
+
+    json_out = kw.pop("json_out")
+    req = Request(source, target, fmt, **kw)
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"{source} -> {target}", total=100)
+            res = convert(req, on_progress=lambda pct: progress.update(task, completed=pct))
+    except Refused as exc:
+        findings = [f.to_dict() for f in exc.findings]
+        if json_out:
+            emit_json({"status": "refused", "source": source, "target": target,
+                       "findings": findings})
+        else:
+            _print_findings(source, findings)
+        return exitcodes.FINDINGS
+    if json_out:
+        emit_json(res.to_dict())
+    else:
+        _summary(res.to_dict())
+    return exitcodes.OK
+
+
+class _BatchView:
+    """One progress view for a batch: a bar per running item and one for the whole."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress = progress
+        self.overall = progress.add_task("[bold]all items", total=total)
+        self.tasks: dict[int, TaskID] = {}
+
+    def start(self, index: int, item: Any) -> None:
+        self.tasks[index] = self.progress.add_task(f"#{index + 1} {item.target}", total=100)
+
+    def progress_(self, index: int, percent: float) -> None:
+        if index in self.tasks:
+            self.progress.update(self.tasks[index], completed=percent)
+
+    def done(self, index: int, outcome: dict[str, Any]) -> None:
+        if index in self.tasks:
+            self.progress.update(self.tasks[index], completed=100, visible=False)
+        self.progress.advance(self.overall)
+        if not self.progress.disable:
+            self.progress.console.print(f"#{index + 1} {outcome['status']}: {outcome['target']}")
+
+
+def _batch(manifest: str, jobs: int, force: bool, allow_unsafe: bool, json_out: bool) -> int:
+    from diskkit.convert.batch import STATE_SUFFIX, Listener, load_manifest, run_batch
+
+    items = load_manifest(manifest)
+    with _progress() as progress:
+        view = _BatchView(progress, len(items))
+
+        class _L(Listener):
+            def start(self, index: int, item: Any) -> None:
+                view.start(index, item)
+
+            def progress(self, index: int, percent: float) -> None:
+                view.progress_(index, percent)
+
+            def done(self, index: int, outcome: dict[str, Any]) -> None:
+                view.done(index, outcome)
+
+        report = run_batch(items, state_path=manifest + STATE_SUFFIX, jobs=jobs, force=force,
+                           allow_unsafe=allow_unsafe, listener=_L())
+    if json_out:
+        emit_json(report.to_dict())
+    else:
+        for o in report.outcomes:
+            line = f"#{o['index'] + 1} {o['status']:9} {o['source']} -> {o['target']}"
+            if o["status"] == "converted":
+                line += f" ({o['convert_seconds']:.2f} s, verified)"
+            elif o["status"] == "failed":
+                line += f": {o['error']['code']}: {o['error']['message']}"
+            elif o["status"] == "refused":
+                line += ": " + ", ".join(f["code"] for f in o["findings"] if f)
+            console.print(line, markup=False)
+        c = report.counts()
+        console.print(f"{len(items)} items: {c['converted']} converted, {c['skipped']} skipped "
+                      f"(already done), {c['refused']} refused, {c['failed']} failed")
+    return exitcodes.OK if report.ok else exitcodes.FINDINGS
+
+
+@app.command()
+def convert(
+    source: str = typer.Argument(None, help="Image to convert: path, nbd:// URI or rbd: spec."),
+    target: str = typer.Argument(None, help="Output: path, block device, nbd:// or rbd:."),
+    output_format: str = typer.Option(None, "--output-format", "-O",
+                                      help="Output format: raw, qcow2, vmdk, vhd, vhdx, vdi."),
+    source_format: str = typer.Option(None, "--source-format", "-f",
+                                      help="Declared source format (refused if it disagrees "
+                                      "with the detected one)."),
+    compress: bool = typer.Option(False, "--compress", "-c", help="Compressed qcow2/vmdk."),
+    preallocate: bool = typer.Option(False, "--preallocate", help="Allocate the output fully."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip qemu-img compare."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing target."),
+    allow_unsafe: bool = typer.Option(False, "--allow-unsafe",
+                                      help="Convert a source whose safety checks fail."),
+    jobs: int = typer.Option(None, "--jobs", "-m", min=1, max=16,
+                             help="qemu-img coroutines (default 16); with --manifest, "
+                             "conversions run at once (default 2)."),
+    option: list[str] = typer.Option([], "--option", "-o",  # noqa: B008
+                                     help="Output format option KEY=VALUE (qemu-img -o)."),
+    manifest: str = typer.Option(None, "--manifest",
+                                 help="JSON or CSV list of conversions (source, target, format)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Convert a disk image safely: detect and check the source, measure the room, convert
+    with qemu-img under a temporary name, verify with qemu-img compare, rename."""
+    with _sigterm_interrupts():
+        if manifest:
+            if source or target:
+                raise UserError("give either --manifest or SOURCE TARGET, not both",
+                                code="bad-usage")
+            rc = _batch(manifest, jobs or 2, force, allow_unsafe, json_out)
+        else:
+            if not source or not target or not output_format:
+                raise UserError("convert needs SOURCE, TARGET and -O FORMAT (or --manifest)",
+                                code="bad-usage", hint="diskkit convert in.vmdk out.qcow2 -O qcow2")
+            rc = _single(source, target, output_format, src_format=source_format,
+                         compress=compress, preallocate=preallocate, verify=not no_verify,
+                         force=force, allow_unsafe=allow_unsafe, coroutines=jobs or 16,
+                         options=tuple(option), json_out=json_out)
+    raise typer.Exit(rc)

@@ -1,0 +1,243 @@
+"""One conversion, start to finish: plan, write under a temporary name, verify, rename.
+
+The output is never visible under its final name until qemu-img has finished, flushed, and
+``qemu-img compare`` has found the guest-visible content identical. On any failure or
+interruption (Ctrl-C, SIGTERM, a cancelled batch) qemu-img's process group is killed first and
+then the partial output (the temporary file, or the temporary RBD image) is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from diskkit.errors import ImageError, UserError
+from diskkit.findings import Finding
+from diskkit.target import Target, parse_target
+
+from . import plan, qemuimg
+
+#: Slowest throughput (bytes/s) a conversion is allowed before its timeout kills it.
+MIN_RATE = 2 << 20
+#: Every conversion gets at least this long (seconds).
+MIN_TIMEOUT = 600.0
+
+
+class Refused(Exception):
+    """The source is hostile: ``findings`` say why (the CLI exits 1 with them)."""
+
+    def __init__(self, source: str, findings: tuple[Finding, ...]) -> None:
+        super().__init__(f"{source}: refused: " + "; ".join(f.code for f in findings))
+        self.source = source
+        self.findings = findings
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to convert, and how."""
+
+    source: str
+    target: str
+    out_format: str
+    src_format: str | None = None
+    compress: bool = False
+    preallocate: bool = False
+    verify: bool = True
+    force: bool = False
+    allow_unsafe: bool = False
+    coroutines: int = 16
+    options: tuple[str, ...] = ()
+    #: RBD targets: create the image with librbd and pass ``-n --target-is-zero`` (True), or
+    #: let qemu-img create it (False). See docs/benchmarks.md "## Conversion".
+    rbd_precreate: bool = False
+
+
+@dataclass
+class Result:
+    """What a conversion did (the JSON shape in docs/json.md "convert")."""
+
+    source: str
+    target: str
+    source_format: str
+    target_format: str
+    virtual_size: int | None
+    required_bytes: int
+    available_bytes: int | None
+    target_bytes: int | None = None
+    convert_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    verified: bool | None = None
+    command: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        """Conversion plus verification time."""
+        return self.convert_seconds + self.verify_seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        rate = (self.virtual_size or 0) / self.convert_seconds if self.convert_seconds else None
+        return {"status": "converted", "source": self.source, "target": self.target,
+                "source_format": self.source_format, "target_format": self.target_format,
+                "virtual_size": self.virtual_size, "required_bytes": self.required_bytes,
+                "available_bytes": self.available_bytes, "target_bytes": self.target_bytes,
+                "convert_seconds": round(self.convert_seconds, 3),
+                "verify_seconds": round(self.verify_seconds, 3),
+                "seconds": round(self.seconds, 3),
+                "throughput_bytes_per_second": int(rate) if rate else None,
+                "verified": self.verified, "command": self.command,
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"diskkit: {message}\n")
+    sys.stderr.flush()
+
+
+def _temp_name(name: str) -> str:
+    return f".{name}.diskkit-partial-{os.getpid()}-{threading.get_ident() % 100000}"
+
+
+class _Output:
+    """Where qemu-img writes, and how to publish or discard it."""
+
+    def __init__(self, dst: Target, room: plan.Room, force: bool) -> None:
+        self.dst, self.room, self.force = dst, room, force
+        self.created = False
+        if room.kind == "file":
+            base = os.path.basename(dst.path or "")
+            self.temp = os.path.join(room.directory or ".", _temp_name(base))
+            self.qemu_name = self.temp
+        elif room.kind == "rbd":
+            self.temp = _temp_name(dst.image or "").lstrip(".")
+            self.qemu_name = plan.rbd_spec(dst, self.temp)
+        else:  # a block device or an NBD export: written in place
+            self.temp = None
+            self.qemu_name = plan.qemu_filename(dst)
+
+    def discard(self) -> str | None:
+        """Remove the partial output; return what was removed (None when nothing was)."""
+        if self.room.kind == "file" and self.temp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp)
+                return self.temp
+        elif self.room.kind == "rbd" and self.temp:
+            from . import rbdops
+
+            if self.created or rbdops.exists(self.dst, self.temp):
+                rbdops.remove(self.dst, self.temp)
+                return plan.rbd_spec(self.dst, self.temp)
+        return None
+
+    def publish(self) -> None:
+        """Give the finished output its final name (never replacing without ``force``)."""
+        if self.room.kind == "file" and self.temp:
+            final = self.dst.path or ""
+            if self.force:
+                os.replace(self.temp, final)
+            else:
+                try:
+                    os.link(self.temp, final)
+                except FileExistsError:
+                    raise UserError(f"{final}: appeared while converting; not replaced",
+                                    code="target-exists", hint="pass --force") from None
+                os.unlink(self.temp)
+            fd = os.open(self.room.directory or ".", os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        elif self.room.kind == "rbd" and self.temp:
+            from . import rbdops
+
+            rbdops.rename(self.dst, self.temp, self.dst.image or "", replace=self.force)
+
+
+def _target_bytes(dst: Target, kind: str) -> int | None:
+    if kind == "file" and dst.path:
+        return os.stat(dst.path).st_blocks * 512
+    return None
+
+
+def prepare(req: Request) -> tuple[plan.SourceFacts, plan.Measure, plan.Room, Target, str]:
+    """Every check, before anything is written. Raises :class:`Refused` for a hostile
+    source, :class:`UserError` for an existing target (without force) or one without room."""
+    out_format = plan.qemu_format(req.out_format)
+    src = plan.inspect_source(req.source, req.src_format)
+    if src.blocking and not req.allow_unsafe:
+        raise Refused(req.source, src.blocking)
+    dst = parse_target(req.target)
+    if dst.kind == "rbd" and out_format != "raw":
+        raise UserError(f"{req.target}: RBD images are written raw (-O raw)",
+                        code="bad-option", hint="use -O raw for rbd: targets")
+    room = plan.room_for(dst)
+    if room.exists and not req.force:
+        raise UserError(f"{req.target}: exists; not overwritten", code="target-exists",
+                        hint="pass --force to replace it")
+    if src.target.kind == "file" and dst.kind == "file" and os.path.exists(req.target) \
+            and os.path.samefile(req.source, req.target):
+        raise UserError("the source and the target are the same file", code="bad-input")
+    opts = qemuimg.check_options(req.options)
+    m = plan.measure(src, out_format, opts)
+    # A device or export must hold the whole output; a new file only what is allocated.
+    full = req.preallocate or room.kind in ("device", "nbd")
+    need = m.fully_allocated if full else m.required
+    plan.check_room(dst, room, need)
+    return src, m, room, dst, out_format
+
+
+def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
+            cancel: threading.Event | None = None, quiet: bool = False) -> Result:
+    """Convert ``req.source`` into ``req.target`` safely; see the module docstring."""
+    src, m, room, dst, out_format = prepare(req)
+    out = _Output(dst, room, req.force)
+    no_create = room.kind in ("device", "nbd")
+    precreate = room.kind == "rbd" and req.rbd_precreate
+    zero = precreate
+    no_create = no_create or precreate
+    opts = qemuimg.ConvertOptions(
+        src.format, out_format, compress=req.compress, preallocate=req.preallocate,
+        coroutines=req.coroutines, options=qemuimg.check_options(req.options),
+        no_create=no_create, target_is_zero=zero)
+    argv = qemuimg.convert_argv(opts, plan.qemu_filename(src.target), out.qemu_name)
+    size = src.virtual_size or m.fully_allocated
+    timeout = max(MIN_TIMEOUT, size / MIN_RATE)
+    result = Result(req.source, req.target, src.format, out_format, src.virtual_size,
+                    m.fully_allocated if req.preallocate else m.required, room.available,
+                    command=argv, findings=list(src.findings))
+    try:
+        out.created = True
+        if precreate:
+            from . import rbdops
+
+            rbdops.create(dst, out.temp or "", size)
+        result.convert_seconds = qemuimg.run_convert(argv, timeout=timeout,
+                                                     on_progress=on_progress, cancel=cancel)
+        if req.verify:
+            started = time.monotonic()
+            same, message = qemuimg.compare(plan.qemu_filename(src.target), src.format,
+                                            out.qemu_name, out_format, timeout=timeout)
+            result.verify_seconds = time.monotonic() - started
+            if not same:
+                raise ImageError(f"verification failed: {message}", code="verify-failed",
+                                 hint="the output was removed; check the source with "
+                                 "qemu-img check")
+            result.verified = True
+        out.publish()
+    except BaseException as exc:
+        removed = out.discard()
+        if not quiet or isinstance(exc, KeyboardInterrupt):
+            if removed:
+                _say(f"stopped: removed the partial output {removed}")
+            elif room.kind in ("device", "nbd") and isinstance(exc, KeyboardInterrupt):
+                _say(f"stopped: {req.target} was written in place and is incomplete")
+        raise
+    result.target_bytes = _target_bytes(dst, room.kind)
+    return result

@@ -1,0 +1,171 @@
+"""The few librbd/librados operations a conversion into Ceph needs: does the image exist, how
+much room has the pool, create, rename and remove (the temporary image of an interrupted
+conversion included: a killed qemu-img leaves a watch on it, which must be evicted).
+
+All calls go through the python3-rbd/python3-rados bindings (no external program).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from diskkit.errors import HostError, UserError
+from diskkit.target import Target
+
+
+def _modules() -> tuple[Any, Any]:
+    """The rados and rbd bindings; a :class:`HostError` naming the packages when missing."""
+    try:
+        import rados
+        import rbd
+    except ImportError:
+        raise HostError("the Ceph Python bindings are not installed", code="binding-missing",
+                        hint="install them: apt-get install python3-rbd python3-rados") from None
+    return rados, rbd
+
+
+@contextlib.contextmanager
+def ioctx(t: Target, timeout: float = 30.0) -> Iterator[tuple[Any, Any]]:
+    """A connected cluster handle and an I/O context on ``t``'s pool (and namespace)."""
+    rados, _ = _modules()
+    conf: dict[str, str] = {"client_mount_timeout": str(int(timeout)),
+                            "rados_mon_op_timeout": str(int(timeout)),
+                            "rados_osd_op_timeout": str(int(timeout))}
+    if t.keyring:
+        conf["keyring"] = t.keyring
+    kwargs: dict[str, Any] = {"conf": conf}
+    if t.conf:
+        kwargs["conffile"] = t.conf
+    else:
+        kwargs["conffile"] = ""
+    if t.user:
+        kwargs["rados_id"] = t.user
+    cluster = rados.Rados(**kwargs)
+    try:
+        cluster.connect(timeout=int(timeout))
+    except rados.Error as exc:
+        cluster.shutdown()
+        raise HostError(f"cannot connect to the Ceph cluster for {t.spec}: {exc}",
+                        code="ceph-unreachable",
+                        hint="check :conf=, :id= and the monitors") from None
+    try:
+        try:
+            io = cluster.open_ioctx(t.pool)
+        except rados.ObjectNotFound:
+            raise UserError(f"{t.spec}: no pool {t.pool!r}", code="not-found") from None
+        try:
+            if t.namespace:
+                io.set_namespace(t.namespace)
+            yield cluster, io
+        finally:
+            io.close()
+    finally:
+        cluster.shutdown()
+
+
+def _pool_max_avail(cluster: Any, pool: str) -> int | None:
+    """The pool's ``max_avail`` from ``ceph df`` (replication already accounted for)."""
+    ret, out, _err = cluster.mon_command(json.dumps({"prefix": "df", "format": "json"}), b"")
+    if ret != 0:
+        return None
+    try:
+        for p in json.loads(out)["pools"]:
+            if p["name"] == pool:
+                return int(p["stats"]["max_avail"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+def image_exists_and_room(t: Target) -> tuple[bool, int | None]:
+    """Whether ``t``'s image exists, and the bytes its pool can still take."""
+    _, rbd = _modules()
+    with ioctx(t) as (cluster, io):
+        exists = t.image in rbd.RBD().list(io)
+        avail = _pool_max_avail(cluster, t.pool or "")
+        if avail is None:
+            avail = int(cluster.get_cluster_stats()["kb_avail"]) * 1024
+    return exists, avail
+
+
+def exists(t: Target, name: str) -> bool:
+    """Whether image ``name`` exists in ``t``'s pool/namespace."""
+    _, rbd = _modules()
+    with ioctx(t) as (_cluster, io):
+        return name in rbd.RBD().list(io)
+
+
+def image_size(t: Target) -> int | None:
+    """Size of ``t``'s image, or None when it does not exist."""
+    _, rbd = _modules()
+    with ioctx(t) as (_cluster, io):
+        try:
+            with rbd.Image(io, t.image, read_only=True) as img:
+                return int(img.size())
+        except rbd.ImageNotFound:
+            return None
+
+
+def create(t: Target, name: str, size: int) -> None:
+    """Create image ``name`` of ``size`` bytes with the cluster's default features."""
+    _, rbd = _modules()
+    with ioctx(t) as (_cluster, io):
+        rbd.RBD().create(io, name, size, old_format=False)
+
+
+def rename(t: Target, old: str, new: str, *, replace: bool = False) -> None:
+    """Rename ``old`` to ``new``; with ``replace`` an existing ``new`` is removed first."""
+    _, rbd = _modules()
+    with ioctx(t) as (cluster, io):
+        if replace and new in rbd.RBD().list(io):
+            _remove(cluster, io, new, rbd)
+        try:
+            rbd.RBD().rename(io, old, new)
+        except rbd.ImageExists:
+            raise UserError(f"{t.spec}: exists (pass --force to replace it)",
+                            code="target-exists") from None
+
+
+def remove(t: Target, name: str) -> None:
+    """Remove image ``name``, evicting the watch a killed writer left on it."""
+    _, rbd = _modules()
+    with ioctx(t) as (cluster, io):
+        _remove(cluster, io, name, rbd)
+
+
+def _remove(cluster: Any, io: Any, name: str, rbd: Any, wait: float = 60.0) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            rbd.RBD().remove(io, name)
+            return
+        except rbd.ImageNotFound:
+            return
+        except rbd.ImageBusy:
+            if time.monotonic() > deadline:
+                raise HostError(f"cannot remove RBD image {name}: it is still in use",
+                                code="rbd-busy",
+                                hint=f"rbd status {name}; rbd rm {name}") from None
+            _evict_watchers(cluster, io, name, rbd)
+            time.sleep(0.5)
+
+
+def _evict_watchers(cluster: Any, io: Any, name: str, rbd: Any) -> None:
+    """Blocklist the clients watching ``name``: only called for our own temporary image,
+    whose only writer was the qemu-img we have just killed."""
+    try:
+        with rbd.Image(io, name, read_only=True) as img:
+            watchers = [w["addr"] for w in img.watchers_list()]
+    except rbd.ImageNotFound:
+        return
+    for addr in watchers:
+        cmd = {"prefix": "osd blocklist", "blocklistop": "add", "addr": addr, "expire": 600.0}
+        ret, _out, _err = cluster.mon_command(json.dumps(cmd), b"")
+        if ret != 0:  # older clusters spell it "blacklist"
+            cmd["prefix"] = "osd blacklist"
+            cmd["blacklistop"] = cmd.pop("blocklistop")
+            cluster.mon_command(json.dumps(cmd), b"")

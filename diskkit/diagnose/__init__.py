@@ -1,0 +1,104 @@
+"""``diagnose``: will this disk boot, and if not, why, with the evidence and the fix.
+
+:func:`diagnose` judges the bytes as the firmware will see them: the target opened with the
+format the hypervisor uses (``fmt``; a Ceph volume is always raw), under the firmware
+(``bios``, ``uefi``, or ``auto``: BIOS, the default of Nova/libvirt unless the image says
+hw_firmware_type=uefi), attached as a ``disk`` or a ``cdrom``. :func:`verify` boots it with
+:func:`diskkit.boottest.boot_test` and says whether prediction and firmware agree.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from diskkit.diagnose import rules
+from diskkit.diagnose.facts import Facts, gather
+from diskkit.diagnose.model import Diagnosis
+from diskkit.errors import UserError
+from diskkit.findings import Finding
+from diskkit.target import Target, open_container, parse_target
+
+__all__ = ["Diagnosis", "Verification", "diagnose", "verify"]
+
+
+def _order(cause: list[Finding], facts: Facts) -> tuple[Finding, ...]:
+    """The deciding findings first, then the other boot findings by severity."""
+    seen = {(f.code, f.message) for f in cause}
+    rest = [f for f in (facts.boot.findings if facts.boot else ())
+            if (f.code, f.message) not in seen]
+    rest.sort(key=lambda f: -int(f.severity))
+    return (*cause, *rest)
+
+
+def judge(facts: Facts, firmware: str, media: str) -> tuple[bool | None, str, list[Finding]]:
+    """Apply the rules to gathered facts (pure)."""
+    found = rules.universal(facts)
+    if found is not None:
+        return found
+    if media == "cdrom":
+        return rules.cdrom(facts, firmware)
+    if firmware == "uefi":
+        return rules.uefi_disk(facts)
+    return rules.bios_disk(facts)
+
+
+def diagnose(target: str | Target, fmt: str | None = None, *, firmware: str = "auto",
+             media: str = "disk") -> Diagnosis:
+    """Diagnose ``target`` (a path, NBD URI or rbd: spec). See the module docstring."""
+    if firmware not in ("auto", "bios", "uefi"):
+        raise UserError(f"--firmware {firmware!r}: use bios, uefi or auto", code="bad-option")
+    if media not in ("disk", "cdrom"):
+        raise UserError(f"--as {media!r}: use disk or cdrom", code="bad-option")
+    started = time.monotonic()
+    t = parse_target(target) if isinstance(target, str) else target
+    fw = "bios" if firmware == "auto" else firmware
+    with open_container(t) as container:
+        facts = gather(t, container, fmt)
+    will_boot, reason, cause = judge(facts, fw, media)
+    if facts.format not in ("raw", "iso") and facts.format != facts.detection.format:
+        will_boot, reason = False, facts.problem or reason
+        cause = [rules._finding(
+            "disk-format-mismatch", f"told {facts.format}, the bytes are "
+            f"{facts.detection.format}: the hypervisor fails to open the disk", [],
+            f"set the image's disk_format to {facts.detection.format} (or convert it)")]
+    return Diagnosis(t.display, facts.format, facts.detection.format, fw, media, will_boot,
+                     reason, _order(cause, facts), facts.to_dict(),
+                     time.monotonic() - started)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A diagnosis next to a real firmware boot."""
+
+    diagnosis: Diagnosis
+    boot: Any  # diskkit.boottest.BootOutcome
+    #: True when they agree, False when not, None when either could not tell.
+    agree: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: the diagnosis plus ``verify`` (docs/json.md, "diagnose")."""
+        out = self.diagnosis.to_dict()
+        out["verify"] = {"agree": self.agree, **self.boot.to_dict()}
+        return out
+
+
+def agreement(will_boot: bool | None, booted: bool | None) -> bool | None:
+    """True/False when both are known, None when either is "cannot tell"/timeout."""
+    if will_boot is None or booted is None:
+        return None
+    return will_boot == booted
+
+
+def verify(target: str, fmt: str | None = None, *, firmware: str = "auto",
+           media: str = "disk", timeout: float = 60.0, screenshot: str | None = None,
+           ) -> Verification:
+    """Diagnose, then boot the target the same way and compare."""
+    from diskkit.boottest import boot_test
+
+    d = diagnose(target, fmt, firmware=firmware, media=media)
+    bus = "ide" if media == "cdrom" else "virtio"
+    boot = boot_test(target, d.format, firmware=d.firmware, media=media, bus=bus,
+                     timeout=timeout, screenshot=screenshot)
+    return Verification(d, boot, agreement(d.will_boot, boot.booted))

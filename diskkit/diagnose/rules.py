@@ -1,0 +1,212 @@
+"""The rules: from :class:`~diskkit.diagnose.facts.Facts` to a verdict, its reason and the
+findings, cause first. Each rule follows what the firmware does (../shared/notes/boot.md):
+SeaBIOS checks only 55 AA at 0x1FE of the first disk's sector 0 (src/boot.c) and then runs
+whatever code is there; OVMF looks for \\EFI\\BOOT\\BOOTX64.EFI on FAT filesystems (GPT, El
+Torito, MBR partitions; BmBoot.c); a CD-ROM boots through El Torito (src/cdrom.c)."""
+
+from __future__ import annotations
+
+from diskkit.diagnose import fixes
+from diskkit.diagnose.facts import ARCHIVES, COMPRESSED, Facts, is_container
+from diskkit.findings import Evidence, Finding, Severity
+
+Verdict = tuple[bool | None, str, list[Finding]]
+
+#: MBR code that loads the active partition's boot sector (and nothing else).
+CHAINLOADERS = ("windows", "syslinux", "libparted", "msdos", "generic-mbr", "install-mbr",
+                "freedos", "reactos", "mbldr")
+
+
+def _s0(f: Facts, note: str = "sector 0 (first 16 bytes)") -> Evidence:
+    return Evidence(note, 0, f.sector0[:16], "disk")
+
+
+def _sig(f: Facts) -> Evidence:
+    found = f.sector0[510:512]
+    return Evidence("bytes at 0x1FE: SeaBIOS boots only when they are 55 AA, else it says "
+                    "'Boot failed: not a bootable disk'", 0x1FE, found, "disk")
+
+
+def _finding(code: str, message: str, evidence: list[Evidence], fix: str,
+             severity: Severity = Severity.CRITICAL, **details: object) -> Finding:
+    return Finding(code, severity, message, tuple(evidence), fix, dict(details))
+
+
+def universal(f: Facts) -> Verdict | None:
+    """Causes whatever the firmware: not a disk at all, or nothing on it."""
+    fmt = f.detection.format
+    if f.format == "raw" and fmt in COMPRESSED:
+        return False, f"the volume holds a {fmt} file, not a disk", [_finding(
+            "compressed-image", f"the bytes are a {fmt}-compressed file sent as a raw disk: "
+            "sector 0 is the compression header, not boot code", [_s0(f), _sig(f)],
+            fixes.compressed(fmt), format=fmt)]
+    if f.format == "raw" and fmt in ARCHIVES:
+        return False, f"the volume holds a {fmt} archive, not a disk", [_finding(
+            "archive-image", f"the bytes are a {fmt} archive sent as a raw disk",
+            [_s0(f), _sig(f)], fixes.archive(fmt), format=fmt)]
+    if f.format == "raw" and is_container(f.detection):
+        return False, f"{fmt} bytes in a raw volume: the firmware reads the {fmt} header as " \
+            "sector 0", [_finding(
+                "container-as-raw", f"a {fmt} image was written as it is into a raw volume "
+                f"(uploaded with disk_format=raw): sector 0 is the {fmt} header "
+                f"({f.sector0[:4]!r}), no 55 AA, so the firmware finds nothing to boot",
+                [_s0(f, f"sector 0: the {fmt} magic"), _sig(f)], fixes.container_as_raw(fmt),
+                format=fmt)]
+    if f.disk is None:
+        return None, f"cannot tell: {f.problem or 'the disk could not be opened'}", []
+    if f.blank:
+        scope = "every allocated byte" if f.allocated <= (64 << 20) else \
+            "the first 64 MiB of allocated data"
+        return False, "the volume is blank", [_finding(
+            "blank-disk", f"the disk ({f.disk.size} bytes, {f.allocated} allocated) is blank: "
+            f"{scope} reads as zeros, so sector 0 has no 55 AA and no boot code",
+            [_s0(f), _sig(f)], fixes.BLANK, allocated=f.allocated)]
+    return None
+
+
+def _no_code(f: Facts, cause: str) -> Finding:
+    existing = [x for x in (f.boot.findings if f.boot else ()) if x.code == "no-boot-code"]
+    if existing:
+        return existing[0]
+    return _finding("no-boot-code", cause, [_s0(f), _sig(f)], fixes.NO_BOOT_CODE,
+                    Severity.ERROR)
+
+
+def bios_disk(f: Facts) -> Verdict:
+    """SeaBIOS, the target as the first hard disk."""
+    b = f.boot
+    if not f.signature:
+        if b is not None and b.eltorito is not None and b.eltorito.catalog_present:
+            return False, "an ISO attached as a disk: its sector 0 is empty", [_finding(
+                "iso-as-disk", "this is a plain (non-hybrid) ISO 9660 image attached as a "
+                "disk: its first 32 KiB (system area) are zeros, there is no 55 AA, and BIOS "
+                "firmware boots CDs only from a CD-ROM drive (El Torito)",
+                [_sig(f), Evidence("ISO 9660 volume descriptor ('CD001')", 0x8001, b"CD001",
+                                   "disk")], fixes.ISO_AS_DISK)]
+        return False, "no 55 AA boot signature in sector 0", [_finding(
+            "no-boot-signature", "sector 0 has no 55 AA signature: SeaBIOS says 'Boot "
+            "failed: not a bootable disk' and moves on", [_s0(f), _sig(f)],
+            fixes.NO_SIGNATURE)]
+    if b is None or b.mbr is None:
+        return None, f"cannot tell: {f.problem or 'boot code not read'}", []
+    mbr = b.mbr
+    if mbr.code_zero:
+        if any(e.removable_x64 for e in b.esp):
+            esp = next(e for e in b.esp if e.removable_x64)
+            return False, "UEFI-only disk on BIOS firmware", [_finding(
+                "uefi-only-image", "a UEFI-only disk: sector 0 is a protective/empty MBR "
+                f"without boot code, the loader is \\EFI\\BOOT\\BOOTX64.EFI in {esp.where}; "
+                "SeaBIOS runs the empty code and nothing boots",
+                [_s0(f, "MBR code area: all zeros"), Evidence(
+                    f"EFI system partition ({esp.where}) with \\EFI\\BOOT\\BOOTX64.EFI",
+                    esp.offset, None, "disk")], fixes.UEFI_ONLY)]
+        return False, "sector 0 has the signature but no boot code", [_no_code(
+            f, "sector 0 has 55 AA but its code area is all zeros: SeaBIOS jumps to it and "
+            "nothing happens")]
+    blocking = [x for x in b.findings if x.code.startswith("grub-") and x.severity >=
+                Severity.ERROR or x.code == "grub-normal-mod-missing"]
+    if mbr.loader == "grub2":
+        if blocking:
+            return False, "GRUB starts but cannot reach its modules and config", blocking
+        g = next((g for g in b.grub if g.where == "mbr"), None)
+        if g is None or g.target is None or g.target.exists is None:
+            return None, "cannot tell: GRUB's prefix could not be followed", []
+        return True, (f"GRUB 2 in the MBR, core.img at sector {g.core.sector}, prefix "
+                      f"{g.core.prefix} found on this disk"), []
+    if mbr.loader == "isohybrid":
+        if b.eltorito is not None and b.eltorito.bios_bootable:
+            return True, "hybrid ISO: ISOLINUX's isohybrid MBR loads the El Torito boot " \
+                "image", []
+        return None, "cannot tell: isohybrid MBR without a BIOS El Torito image", []
+    if mbr.loader in CHAINLOADERS:
+        return _chainload(f)
+    if mbr.loader == "mkfs-fat-stub":
+        return False, "mkfs.fat's stub prints 'This is not a bootable disk'", [_no_code(
+            f, "sector 0 is a FAT boot sector made by mkfs.fat: its code only prints 'This "
+            "is not a bootable disk'")]
+    return None, f"cannot tell: {mbr.description} is not followed by diskkit", []
+
+
+def _chainload(f: Facts) -> Verdict:
+    """MBR code that loads the active partition's boot sector."""
+    b = f.boot
+    assert b is not None and b.mbr is not None
+    active = [p for p in getattr(f.layout, "partitions", ()) if p.bootable]
+    extra = []
+    if b.mbr.loader == "windows":
+        extra.append(_finding("windows-virtio-drivers", "Windows boot code: if the guest "
+                              "lacks virtio drivers it stops with INACCESSIBLE_BOOT_DEVICE "
+                              "after the boot manager", [_s0(f)], fixes.WINDOWS_VIRTIO,
+                              Severity.INFO))
+    if not active:
+        return False, "the MBR code loads the active partition, and none is active", [
+            _finding("no-active-partition", f"{b.mbr.description} boots the active "
+                     "partition, and no partition is marked active: it stops with "
+                     "'Missing operating system' or similar",
+                     [Evidence("partition table", 0x1BE, f.sector0[0x1BE:0x1FE], "disk")],
+                     "mark the boot partition active: sfdisk --activate /dev/vda 1 (or parted "
+                     "set 1 boot on)", Severity.ERROR), *extra]
+    vbr = next((v for v in b.vbrs if v.offset == active[0].start), None)
+    if vbr is None or vbr.code_zero or not vbr.signature:
+        return False, "the active partition has no boot code", [_finding(
+            "vbr-no-boot-code", f"partition {active[0].number} is active but its boot "
+            "sector has no boot code or no 55 AA", [Evidence(
+                f"boot sector of partition {active[0].number}", active[0].start,
+                None, "disk")], fixes.NO_BOOT_CODE, Severity.ERROR), *extra]
+    return True, f"{b.mbr.description} loads partition {active[0].number}: " \
+        f"{vbr.description}", extra
+
+
+def uefi_disk(f: Facts) -> Verdict:
+    """OVMF, the target as a disk: \\EFI\\BOOT\\BOOTX64.EFI on a FAT filesystem."""
+    b = f.boot
+    if b is None:
+        return None, f"cannot tell: {f.problem or 'boot facts not read'}", []
+    found = [e for e in b.esp if e.removable_x64]
+    if b.eltorito is not None:
+        found += [x.efi for x in b.eltorito.efi_entries if x.efi and x.efi.removable_x64]
+    if found:
+        return True, f"\\EFI\\BOOT\\BOOTX64.EFI found in {found[0].where}", []
+    no_loader = [x for x in b.findings if x.code == "esp-without-removable-loader"]
+    if no_loader:
+        return False, "an EFI system partition without the removable-media loader", \
+            no_loader
+    if f.signature and b.mbr is not None and not b.mbr.code_zero:
+        return False, "a BIOS-only disk on UEFI firmware", [_finding(
+            "bios-only-image", f"a BIOS-only disk ({b.mbr.description} in sector 0, no EFI "
+            "system partition): UEFI firmware finds no \\EFI\\BOOT\\BOOTX64.EFI and says "
+            "'No bootable option or device was found' (or starts its shell)",
+            [_s0(f, "BIOS boot code in sector 0")], fixes.BIOS_ONLY)]
+    return False, "no UEFI loader on this disk", [_finding(
+        "no-uefi-loader", "no FAT filesystem on this disk holds \\EFI\\BOOT\\BOOTX64.EFI",
+        [_s0(f)], fixes.UEFI_ONLY.replace("boot it with UEFI firmware", "install a UEFI "
+                                          "loader (grub-install --removable)"),
+        Severity.ERROR)]
+
+
+def cdrom(f: Facts, firmware: str) -> Verdict:
+    """The target as a CD-ROM (El Torito)."""
+    e = f.boot.eltorito if f.boot else None
+    if e is None or not e.catalog_present:
+        return False, "not a bootable CD: no El Torito boot catalog", [_finding(
+            "cdrom-not-bootable", "attached as a CD-ROM, but there is no ISO 9660 El Torito "
+            "boot record at sector 17: SeaBIOS says 'Could not read from CDROM (code 4/5)'",
+            [Evidence("sector 17 of the CD (byte 0x8800)", 0x8800, None, "disk")],
+            fixes.CDROM, Severity.ERROR)]
+    if firmware == "uefi":
+        ok = [x for x in e.efi_entries if x.efi and x.efi.removable_x64]
+        if ok:
+            return True, "El Torito EFI image with \\EFI\\BOOT\\BOOTX64.EFI", []
+        return False, "no EFI boot image in the El Torito catalog", [_finding(
+            "cdrom-not-bootable", "the El Torito catalog has no EFI image holding "
+            "\\EFI\\BOOT\\BOOTX64.EFI: OVMF cannot boot this CD",
+            [Evidence("boot catalog", (e.catalog_lba or 0) * 2048, None, "disk")],
+            fixes.CDROM, Severity.ERROR)]
+    if e.bios_bootable:
+        return True, f"El Torito: bootable x86 default entry at ISO sector " \
+            f"{e.entries[0].load_rba}", []
+    found = [x for x in f.boot.findings if x.code == "eltorito-not-bios-bootable"] \
+        if f.boot else []
+    return False, "the El Torito catalog has no bootable x86 default entry", found or [
+        _finding("cdrom-not-bootable", "the El Torito catalog is not BIOS-bootable",
+                 [], fixes.CDROM, Severity.ERROR)]

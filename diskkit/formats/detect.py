@@ -1,0 +1,133 @@
+"""Format detection in one pass: ONE bounded read of the head, one of the tail, every probe.
+
+Every probe runs on the same :class:`~diskkit.formats.base.Source`; every match is reported.
+Two container formats matching the same file is a polyglot (an ISO whose system area holds a
+qcow2 header, a raw disk whose guest wrote a VMDK header): that is a finding, never resolved
+silently. Partition tables are noted, not matched, so a hybrid ISO's MBR/GPT is expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from diskkit.errors import ImageError
+from diskkit.findings import Finding, Severity
+from diskkit.formats import (
+    compressed,
+    iso,
+    luks,
+    partitions,
+    qcow2_checks,
+    qed,
+    tar,
+    vdi,
+    vhd,
+    vhdx,
+    vmdk,
+)
+from diskkit.formats.base import Match, Source, finding
+from diskkit.readers.base import Reader
+
+#: Every probe, in the order a primary format is chosen when several match (qemu's own
+#: probe would take the header at offset 0 first).
+PROBES: tuple[tuple[str, Callable[[Source], Match | None]], ...] = (
+    ("qcow2", qcow2_checks.probe),
+    ("qed", qed.probe),
+    ("vmdk", vmdk.probe),
+    ("vhdx", vhdx.probe),
+    ("vdi", vdi.probe),
+    ("luks", luks.probe),
+    ("compressed", compressed.probe),
+    ("tar", tar.probe),
+    ("vhd", vhd.probe),
+    ("iso", iso.probe),
+)
+
+#: Every format name detection can give.
+FORMATS = ("raw", "qcow2", "qed", "vmdk", "vhdx", "vdi", "vhd", "iso", "luks", "gzip", "xz",
+           "zstd", "bzip2", "zip", "tar", "ova")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a file is."""
+
+    #: The primary format ("raw" when nothing else matched).
+    format: str
+    #: Every format that matched, primary first (empty for raw).
+    formats_matched: tuple[str, ...]
+    #: Guest-visible size of the primary format (file size for raw and iso).
+    virtual_size: int | None
+    #: Size of the file (or device) itself.
+    size: int
+    matches: tuple[Match, ...]
+    #: The partition table at the start of the file, when there is one (noted, not a format).
+    partition_table: dict[str, Any] | None
+    findings: tuple[Finding, ...]
+    #: Bytes detection read (head + tail + extra reads).
+    bytes_read: int = 0
+    details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def match(self, fmt: str) -> Match | None:
+        """The match for ``fmt``, if it matched."""
+        return next((m for m in self.matches if m.format == fmt), None)
+
+    @property
+    def safe(self) -> bool:
+        """True when no finding blocks."""
+        return not any(f.blocking for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (docs/json.md, ``detection``)."""
+        return {"format": self.format, "formats_matched": list(self.formats_matched),
+                "virtual_size": self.virtual_size, "size": self.size,
+                "partition_table": self.partition_table, "details": self.details,
+                "findings": [f.to_dict() for f in self.findings],
+                "bytes_read": self.bytes_read}
+
+
+def _polyglot(matches: list[Match]) -> Finding:
+    names = [m.format for m in matches]
+    return finding(
+        "polyglot", Severity.ERROR,
+        f"the file is valid as {' and as '.join(names)} at once: tools that probe would "
+        f"disagree about what it is (qemu-img would call it {names[0]})",
+        "refuse the image; rebuild it from a trusted source",
+        [(f"{m.format} signature", m.offset, None) for m in matches], formats=names)
+
+
+def detect(reader: Reader) -> Detection:
+    """Detect the container format of ``reader``'s bytes; run every safety check.
+
+    Raises :class:`~diskkit.errors.ImageError` when a header that matched is truncated or
+    cannot be parsed at all (unreadable input).
+    """
+    src = Source(reader)
+    matches: list[Match] = []
+    for _name, probe in PROBES:
+        try:
+            m = probe(src)
+        except ImageError as exc:
+            raise ImageError(f"{reader.name}: {exc.message}", code=exc.code,
+                             hint=exc.hint or "the file is truncated or not a disk image"
+                             ) from None
+        if m is not None:
+            matches.append(m)
+    findings: list[Finding] = []
+    for m in matches:
+        findings.extend(m.findings)
+    if len(matches) > 1:
+        findings.insert(0, _polyglot(matches))
+    if matches:
+        primary = matches[0]
+        fmt, vsize, details = primary.format, primary.virtual_size, dict(primary.details)
+    else:
+        fmt, vsize, details = "raw", src.size, {}
+    read = len(src.head) + len(src.tail) + src.extra_read
+    # The bytes at the start are the guest's only for raw, iso and a fixed VHD.
+    guest_at_zero = fmt in ("raw", "iso") or details.get("subformat") == "fixed"
+    table = partitions.note(src) if guest_at_zero else None
+    return Detection(fmt, tuple(m.format for m in matches), vsize, src.size, tuple(matches),
+                     table, tuple(findings), read, details)

@@ -1,0 +1,60 @@
+"""Checks that need more than the file: the declared disk_format (CVE-2024-40767), and
+which findings stop :func:`diskkit.disk.open_disk` from handing an image to qemu."""
+
+from __future__ import annotations
+
+from diskkit.errors import UserError
+from diskkit.findings import Finding, Severity
+from diskkit.formats.base import finding
+from diskkit.formats.detect import FORMATS, Detection
+
+#: OpenStack Glance disk_format values, and what detection calls their content.
+OPENSTACK_DISK_FORMATS = {"ami": "raw", "ari": "raw", "aki": "raw", "raw": "raw",
+                          "qcow2": "qcow2", "vmdk": "vmdk", "vdi": "vdi", "vhd": "vhd",
+                          "vhdx": "vhdx", "iso": "iso", "ploop": "ploop"}
+
+#: Findings that only say "this image reads other files"; allow_backing accepts them.
+BACKING_CODES = frozenset({"qcow2-backing-file", "vmdk-parent", "vhd-differencing",
+                           "vhdx-parent", "qed-backing-file", "vdi-differencing"})
+
+
+def normalise_format(name: str) -> str:
+    """A declared format as detection names it; :class:`UserError` for an unknown one."""
+    low = name.strip().lower()
+    if low == "vpc":
+        return "vhd"
+    if low in OPENSTACK_DISK_FORMATS:
+        return OPENSTACK_DISK_FORMATS[low]
+    if low in FORMATS:
+        return low
+    known = sorted(set(OPENSTACK_DISK_FORMATS) | set(FORMATS))
+    raise UserError(f"unknown disk format {name!r}", code="bad-format",
+                    hint=f"use one of: {', '.join(known)}")
+
+
+def check_declared(detection: Detection, declared: str) -> list[Finding]:
+    """``disk-format-mismatch`` when the declared format is not what the file is."""
+    want = normalise_format(declared)
+    got = detection.format
+    if want == got:
+        return []
+    if want == "raw" and got == "iso":
+        return [finding(
+            "disk-format-mismatch", Severity.WARNING,
+            "declared raw but the file is an ISO: the bytes are the same, but Nova attaches "
+            "disk_format=iso as a CD-ROM", "declare it as iso (glance image-update "
+            "--disk-format iso)", [], declared=declared, detected=got)]
+    return [finding(
+        "disk-format-mismatch", Severity.ERROR,
+        f"declared {declared} but the file is {got} (CVE-2024-40767: a hypervisor told the "
+        f"wrong format reads the {got} metadata as guest data, or follows it)",
+        f"declare the real format (--disk-format {got}) or convert the image: qemu-img "
+        f"convert -f {got if got != 'vhd' else 'vpc'} -O {want} IN OUT",
+        [], declared=declared, detected=got)]
+
+
+def blocking(findings: list[Finding] | tuple[Finding, ...], *,
+             allow_backing: bool = False) -> list[Finding]:
+    """The findings that stop an image from being opened."""
+    return [f for f in findings
+            if f.blocking and not (allow_backing and f.code in BACKING_CODES)]

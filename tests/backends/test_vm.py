@@ -1,0 +1,74 @@
+"""The kernel paths this machine lacks, in a throwaway VM with a real kernel (one boot for the
+whole suite, see tests/fixtures/vm.py and tests/backends/vm_script.py): qemu-nbd --connect,
+kpartx, LVM activation with a VG name that clashes with one already active, and teardown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.backends.conftest import HELLO, HOSTNAME
+
+pytestmark = pytest.mark.slow
+
+
+def _ok(vm_result: dict[str, Any], name: str) -> dict[str, Any]:
+    entry = vm_result["cases"][name]
+    assert entry["ok"], entry.get("traceback") or entry.get("error")
+    return entry
+
+
+def test_vm_setup_has_nbd_dm_and_a_clashing_vg(vm_result) -> None:
+    setup = vm_result["setup"]
+    assert setup["modprobe_nbd"] == 0 and setup["modprobe_dm"] == 0
+    assert setup["clash_active"]
+    assert "ubuntu--vg-root" in setup["state"]["dm"]
+
+
+def test_qemu_nbd_connect(vm_result) -> None:
+    e = _ok(vm_result, "nbd-qcow2")
+    assert e["backend"] == "nbd"
+    assert e["device"].startswith("/dev/nbd") and e["device"].endswith("p1")
+    assert e["connected"]
+    assert e["hostname"] == HOSTNAME
+    assert e["state"]["nbd"]
+
+
+def test_loop_with_kpartx(vm_result) -> None:
+    e = _ok(vm_result, "kpartx-raw")
+    assert e["device"].startswith("/dev/mapper/loop") and e["device"].endswith("p2")
+    assert e["hello"] == HELLO
+
+
+def test_lvm_with_a_clashing_vg_name(vm_result) -> None:
+    e = _ok(vm_result, "lvm-clash-kpartx")
+    assert e["device"].startswith("/dev/mapper/dk")
+    assert "/dev/mapper/ubuntu--vg-root / ext4" in e["fstab"]
+    assert e["clash_still_active"]
+    # Ours and the VM's own ubuntu-vg/root are both mapped, under different names.
+    assert "ubuntu--vg-root" in e["state"]["dm"]
+    assert any(n.startswith("dk") and n.endswith("ubuntu-vg-root") for n in e["state"]["dm"])
+
+
+def test_lvm_os_root_over_nbd(vm_result) -> None:
+    e = _ok(vm_result, "lvm-clash-nbd-os")
+    assert e["mounts"][0]["location"] == "lv ubuntu-vg/root"
+    assert "menuentry" in e["grub"]
+
+
+def test_cli_mount_umount_over_nbd(vm_result) -> None:
+    e = _ok(vm_result, "cli-mount-umount")
+    assert e["mount"]["backend"] == "nbd"
+    assert e["hostname"] == HOSTNAME
+    assert e["during"]["nbd"] and not e["state"]["nbd"]
+
+
+def test_nothing_left_and_images_unchanged(vm_result) -> None:
+    after = vm_result["after"]
+    assert after["state"]["nbd"] == []
+    assert after["state"]["dm"] == ["ubuntu--vg-root"]  # only the VM's own VG
+    assert after["state"]["mounts"] == []
+    assert len(after["state"]["loops"]) == 1  # only the VM's own PV
+    assert after["clash_active"]
+    assert all(after["unchanged"].values()), after["unchanged"]

@@ -1,0 +1,111 @@
+"""Conversions into and out of Ceph RBD on the real single-node test cluster
+(tests/fixtures/ceph.py): straight in (no temporary raw file), verified, interruption-safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from diskkit.runner import run, spawn, wait_for
+from tests.convert.conftest import BASE_SIZE, diskkit, qemu_img_pids
+from tests.helpers import qemu_img
+
+if not (pathlib.Path(__file__).parent.parent / "fixtures" / "ceph.py").exists():
+    pytest.skip("the Ceph test cluster fixture is not there", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+
+def _rbd(cluster, *args: str) -> str:
+    return run(["rbd", "-c", str(cluster.conf), *args], timeout=120, env=cluster.env).stdout
+
+
+def _images(cluster) -> list[str]:
+    return json.loads(_rbd(cluster, "ls", "-p", cluster.pool, "--format", "json"))
+
+
+def _spec(cluster, name: str) -> str:
+    return f"rbd:{cluster.pool}/{name}:conf={cluster.conf}"
+
+
+def test_into_and_out_of_rbd(ceph_cluster, images: dict[str, pathlib.Path],
+                             tmp_path: pathlib.Path) -> None:
+    c = ceph_cluster
+    spec = _spec(c, "conv-in")
+    r = diskkit("convert", images["qcow2"], spec, "-O", "raw", "--json", env=c.env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["verified"] is True and doc["available_bytes"] > 0
+    info = json.loads(_rbd(c, "info", f"{c.pool}/conv-in", "--format", "json"))
+    assert info["size"] == BASE_SIZE
+    assert "Images are identical" in qemu_img("compare", "-f", "raw", "-F", "raw",
+                                              images["raw"], spec)
+    assert [n for n in _images(c) if "partial" in n] == []
+
+    # Existing image: refused without --force, replaced with it.
+    r = diskkit("convert", images["vdi"], spec, "-O", "raw", env=c.env)
+    assert r.returncode == 2 and "target-exists" in r.stderr
+    r = diskkit("convert", images["vdi"], spec, "-O", "raw", "--force", env=c.env)
+    assert r.returncode == 0, r.stderr
+    assert "conv-in" in _images(c)
+
+    # Out of RBD: detected (raw) through librbd, converted to a local qcow2.
+    out = tmp_path / "back.qcow2"
+    r = diskkit("convert", spec, out, "-O", "qcow2", env=c.env)
+    assert r.returncode == 0, r.stderr
+    assert "Images are identical" in qemu_img("compare", "-f", "raw", "-F", "qcow2",
+                                              images["raw"], out)
+    # RBD targets are raw.
+    r = diskkit("convert", images["raw"], _spec(c, "conv-q"), "-O", "qcow2", env=c.env)
+    assert r.returncode == 2 and "bad-option" in r.stderr
+    _rbd(c, "rm", "--no-progress", f"{c.pool}/conv-in")
+
+
+def test_precreated_with_librbd(ceph_cluster, images: dict[str, pathlib.Path]) -> None:
+    from diskkit.convert import Request, convert
+
+    c = ceph_cluster
+    spec = _spec(c, "conv-pre")
+    old = {k: os.environ.get(k) for k in c.env}
+    os.environ.update(c.env)
+    try:
+        res = convert(Request(str(images["vmdk-stream"]), spec, "raw", rbd_precreate=True),
+                      quiet=True)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert res.verified and "-n" in res.command and "--target-is-zero" in res.command
+    assert "Images are identical" in qemu_img("compare", "-f", "raw", "-F", "raw",
+                                              images["raw"], spec)
+    _rbd(c, "rm", "--no-progress", f"{c.pool}/conv-pre")
+
+
+def test_interrupted_into_rbd(ceph_cluster, tmp_path: pathlib.Path) -> None:
+    c = ceph_cluster
+    src = tmp_path / "data.raw"
+    with open(src, "wb") as f:
+        for _ in range(192):
+            f.write(os.urandom(1 << 20))
+    env = {**c.env, "DISKKIT_CONVERT_RATE_LIMIT": str(16 << 20)}
+    argv = [sys.executable, "-m", "diskkit", "convert", str(src), _spec(c, "conv-int"),
+            "-O", "raw"]
+    with spawn(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        wait_for(lambda: any("partial" in n for n in _images(c)), timeout=60, interval=0.3,
+                 what="the temporary RBD image")
+        assert qemu_img_pids("conv-int")
+        os.kill(proc.pid, signal.SIGTERM)
+        rc = proc.wait(timeout=120)
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert rc == 130, stderr
+    assert "removed the partial output" in stderr
+    assert [n for n in _images(c) if n.startswith("conv-int")] == []
+    assert qemu_img_pids("conv-int") == []
