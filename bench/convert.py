@@ -155,7 +155,7 @@ def ceph() -> Iterator[tuple[str, str]]:
     """(conf path, pool) of a throwaway single-node cluster (tests/fixtures/ceph.py)."""
     from tests.fixtures import ceph as fixture
 
-    with fixture.cluster(OUT / "ceph") as c:
+    with fixture.running_cluster() as c:
         yield str(c.conf), c.pool
 
 

@@ -92,7 +92,8 @@ def _write_doc(rows: list[tuple[str, float, float]], total_dk: float, total_gf: 
         "diskkit (`inspect_layout`"
         f"{' + `inspect_boot`' if boot else ''}, median of 20 runs, through a FileReader) "
         "against `virt-filesystems --all --long -a IMG` (libguestfs appliance, TCG; one run "
-        f"per image). Measured {time.strftime('%Y-%m-%d', time.gmtime())}; reproduce with "
+        f"per image). Measured {time.strftime('%Y-%m-%d', time.gmtime())}, load average "
+        f"{os.getloadavg()[0]:.1f} at the end (other suites were running); reproduce with "
         f"`{COMMAND}`.", "",
         "| image | diskkit | virt-filesystems | ratio |", "|---|---:|---:|---:|",
     ]

@@ -48,7 +48,8 @@ def _open_format(container: Reader, target: Target, fmt: str, detection: Detecti
     if fmt == "vhd" and (m := detection.match("vhd")) and m.details.get("subformat") == \
             "fixed" and m.virtual_size is not None:
         # A fixed VHD is the guest disk followed by the footer: read it in place.
-        return SliceReader(container, 0, m.virtual_size, name=f"{target.display} (vhd)")
+        return SliceReader(container, 0, m.virtual_size, name=f"{target.display} (vhd)",
+                           owns_parent=True)
     if fmt == "qcow2":
         cls = load("diskkit.readers.qcow2:Qcow2Reader", "python3")
         opener = None
@@ -96,20 +97,29 @@ def open_disk(target: str | Target, fmt: str | None = None, *, allow_backing: bo
     t = _target(target)
     container = open_container(t)
     try:
-        detection = detect(container)
-        findings = list(detection.findings)
-        chosen = detection.format
-        if fmt is not None:
-            chosen = safety.normalise_format(fmt)
-            findings += safety.check_declared(detection, fmt)
-        bad = safety.blocking(findings, allow_backing=allow_backing)
-        if bad and not allow_unsafe:
-            raise _refuse(t, bad)
-        reader = _open_format(container, t, chosen, detection, allow_backing)
+        return disk_from(container, t, detect(container), fmt, allow_backing=allow_backing,
+                         allow_unsafe=allow_unsafe)
     except BaseException:
         container.close()
         raise
-    return reader
+
+
+def disk_from(container: Reader, target: Target, detection: Detection, fmt: str | None = None,
+              *, allow_backing: bool = False, allow_unsafe: bool = False) -> Reader:
+    """The guest-visible disk over an already opened and detected ``container``.
+
+    Ownership of ``container`` passes to the returned reader (closing it closes the
+    container); on error the caller still owns it. Same checks as :func:`open_disk`.
+    """
+    findings = list(detection.findings)
+    chosen = detection.format
+    if fmt is not None:
+        chosen = safety.normalise_format(fmt)
+        findings += safety.check_declared(detection, fmt)
+    bad = safety.blocking(findings, allow_backing=allow_backing)
+    if bad and not allow_unsafe:
+        raise _refuse(target, bad)
+    return _open_format(container, target, chosen, detection, allow_backing)
 
 
 @dataclass
@@ -122,6 +132,9 @@ class ImageReport:
     findings: list[Finding]
     #: Extra sections (partition_table, partitions, filesystems, lvm, boot...), by name.
     sections: dict[str, Any] = field(default_factory=dict)
+    #: The Layout and BootInfo objects behind those sections, when the disk was read.
+    layout: Any = None
+    boot: Any = None
 
     @property
     def format(self) -> str:
@@ -152,10 +165,27 @@ class ImageReport:
         return out
 
 
-def _disk_sections() -> list[tuple[str, Callable[[Reader], Any]]]:
-    """Sections computed over the guest-visible disk, one line each:
-    ``("name", function(reader) -> JSON-ready value)``. Add yours here."""
-    return []
+def describe_disk(report: ImageReport, disk: Reader) -> None:
+    """Add what is on the guest-visible ``disk`` to ``report``: the layout (partition_table,
+    partitions, filesystems, lvm) and how it boots (boot), with their findings. A part that
+    cannot be read records ``{"error": ..., "code": ...}`` instead of failing the report."""
+    from diskkit.boot import inspect_boot
+    from diskkit.layout.inspect import inspect_layout
+
+    try:
+        report.layout = inspect_layout(disk)
+    except (ImageError, HostError) as exc:
+        report.sections["layout_error"] = {"error": str(exc), "code": exc.code}
+        return
+    report.sections.update(report.layout.to_dict())
+    report.findings.extend(report.layout.findings)
+    try:
+        report.boot = inspect_boot(disk, report.layout)
+    except (ImageError, HostError) as exc:
+        report.sections["boot"] = {"error": str(exc), "code": exc.code}
+        return
+    report.sections["boot"] = report.boot.to_dict()
+    report.findings.extend(report.boot.findings)
 
 
 def inspect_target(target: str | Target, fmt: str | None = None, *,
@@ -163,34 +193,34 @@ def inspect_target(target: str | Target, fmt: str | None = None, *,
                    allow_backing: bool = False, sections: bool = True) -> ImageReport:
     """Detect, check and describe ``target``: the report ``diskkit info``/``check`` print.
 
-    ``fmt`` forces the format the disk sections read it as; ``declared_format`` adds the
-    ``disk-format-mismatch`` check; ``sections=False`` skips the disk sections (``check``).
-    Disk sections run only on images safe to open; a section that fails records
-    ``{"error": ...}`` instead of failing the report.
+    The target is opened and detected once. ``fmt`` forces the format the disk is read as;
+    ``declared_format`` adds the ``disk-format-mismatch`` check; ``sections=False`` skips
+    what is on the disk (``check``). The disk is described only when it is safe to open.
     """
     t = _target(target)
-    with open_container(t) as container:
-        detection = detect(container)
-        actual = getattr(container, "allocated", None)
+    reader = open_container(t)
+    try:
+        detection = detect(reader)
+        actual = getattr(reader, "allocated", None)
         rbd_section, rbd_findings = None, []
         if t.kind == "rbd":  # image facts, clone chain and the raw-ness checks (issue 6)
             from diskkit.rbd.chain import rbd_facts
 
-            rbd_section, rbd_findings = rbd_facts(container, detection)  # type: ignore[arg-type]
-    findings = list(detection.findings) + rbd_findings
-    if declared_format is not None:
-        findings += safety.check_declared(detection, declared_format)
-    report = ImageReport(t.display, detection, actual, findings)
-    if rbd_section is not None:
-        report.sections["rbd"] = rbd_section
-    todo = _disk_sections() if sections else []
-    if todo and not safety.blocking(findings, allow_backing=allow_backing) and \
-            detection.format not in (*UNPACK_FIRST, "luks"):
-        with open_disk(t, fmt, allow_backing=allow_backing) as disk:
-            for name, describe in todo:
-                try:
-                    report.sections[name] = describe(disk)
-                except (ImageError, HostError) as exc:
-                    report.sections[name] = {"error": str(exc), "code": exc.code}
+            rbd_section, rbd_findings = rbd_facts(reader, detection)  # type: ignore[arg-type]
+        findings = list(detection.findings) + rbd_findings
+        if declared_format is not None:
+            findings += safety.check_declared(detection, declared_format)
+        report = ImageReport(t.display, detection, actual, findings)
+        if rbd_section is not None:
+            report.sections["rbd"] = rbd_section
+        if sections and not safety.blocking(findings, allow_backing=allow_backing) and \
+                detection.format not in (*UNPACK_FIRST, "luks"):
+            try:
+                reader = disk_from(reader, t, detection, fmt, allow_backing=allow_backing)
+            except (ImageError, HostError) as exc:
+                report.sections["layout_error"] = {"error": str(exc), "code": exc.code}
+            else:
+                describe_disk(report, reader)
+    finally:
+        reader.close()
     return report
-

@@ -103,6 +103,18 @@ def _module(name: str, present: str, needed_for: str, fix: str) -> Check:
     return Check(name, "kernel-module", False, "not in this kernel, not loadable", needed_for, fix)
 
 
+def _dm() -> Check:
+    """device-mapper: /dev/mapper/control can exist while the kernel has no driver behind it,
+    so the check is ``dmsetup version`` (after modprobe dm-mod)."""
+    from diskkit.backends.lvm import dm_available
+
+    why = "kpartx, LVM on the host"
+    if dm_available():
+        return Check("dm_mod", "kernel-module", True, "dmsetup version works", why)
+    return Check("dm_mod", "kernel-module", False, "no device-mapper driver in this kernel", why,
+                 "modprobe dm-mod (apt-get install dmsetup); else guestfs is used for LVM")
+
+
 def _program(name: str, needed_for: str) -> Check:
     from diskkit.runner import PACKAGE_OF
 
@@ -137,8 +149,7 @@ def check_host(probe_kvm: bool = True) -> list[Check]:
         _module("loop", "/dev/loop-control", "loop backend", "modprobe loop"),
         _module("nbd", "/sys/module/nbd", "nbd backend (qemu-nbd --connect)",
                 "modprobe nbd (linux-image-amd64); else the FUSE export is used"),
-        _module("dm_mod", "/dev/mapper/control", "kpartx, LVM on the host",
-                "modprobe dm-mod; else guestfs is used for LVM"),
+        _dm(),
         _module("fuse", "/dev/fuse", "qemu-storage-daemon FUSE export, guestmount",
                 "modprobe fuse; apt-get install fuse3"),
     ]

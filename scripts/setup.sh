@@ -12,6 +12,8 @@ DEBIAN_PACKAGES=(
   seabios ovmf
   # libguestfs, its Python binding and a kernel for its appliance and for test VMs
   libguestfs-tools python3-guestfs linux-image-amd64 busybox-static
+  # attach/mount backends: guestmount (libguestfs FUSE), qemu-storage-daemon, dmsetup
+  guestmount qemu-system-common dmsetup
   # partitioning, device mapper, LVM
   kpartx lvm2 parted python3-parted gdisk fdisk
   # filesystems and boot loaders used to build and check test images

@@ -53,6 +53,8 @@ class Plan:
     #: PV locations of each VG name.
     pvs: dict[str, list[str]] = field(default_factory=dict)
     os_root: bool = False
+    #: number -> (start, size) in bytes of every partition, from the partition table.
+    partitions: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def _piece(fs, mountpoint: str = "/") -> Piece:  # type: ignore[no-untyped-def]
@@ -113,7 +115,8 @@ def plan(target: str, *, partition: int | None = None, lv: str | None = None,
         raise UserError(f"no filesystem on {target} that could hold an operating system",
                         code="no-os")
     p = Plan(os.path.abspath(t.path or target), QEMU_DRIVER[fmt], backend, "asked", pieces,
-             [_piece(f) for f in mountable], pvs, os_root)
+             [_piece(f) for f in mountable], pvs, os_root,
+             {x.number: (x.start, x.size) for x in layout.partitions})
     if backend == "auto":
         p.backend, p.reason = _choose(p, layout)
     return p

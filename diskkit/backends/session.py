@@ -79,19 +79,29 @@ class _Kernel:
         return dev
 
     def _partition(self, number: int) -> str:
-        if self.is_block and os.path.exists(f"{self.source}p{number}"):
+        if self.plan.backend == "nbd" and _wait_node(f"{self.source}p{number}"):
             return f"{self.source}p{number}"  # nbd with max_part: the kernel's own node
         if nbd.kpartx_available():
             if self._kpartx is None:
                 self._kpartx = nbd.kpartx_map(self.td, self._whole())
             if number in self._kpartx:
                 return self._kpartx[number]
-        piece = next((p for p in self.plan.candidates if p.location == f"partition {number}"),
-                     None) or next(p for p in self.plan.pieces
-                                   if p.location == f"partition {number}")
-        if piece.offset is None or piece.size is None:
-            raise HostError(f"partition {number}: offset unknown", code="loop-failed")
-        return loop.attach(self.td, self.source, piece.offset, piece.size)
+        if number not in self.plan.partitions:
+            raise UserError(f"partition {number} does not exist", code="no-such-partition")
+        start, size = self.plan.partitions[number]
+        return loop.attach(self.td, self.source, start, size)
+
+
+def _wait_node(path: str, timeout: float = 5.0) -> bool:
+    """Wait for the kernel's partition scan of a fresh nbd device to make ``path``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def mount_plan(td: Teardown, plan: Plan, root: str) -> Mounted:

@@ -6,26 +6,6 @@ from typing import Any
 
 from rich.console import Console
 
-from diskkit.boot import BootInfo, inspect_boot
-from diskkit.disk import ImageReport, open_disk
-from diskkit.errors import HostError, ImageError
-
-
-def add_boot(report: ImageReport, target: str, fmt: str | None, layout: Any) -> BootInfo | None:
-    """Inspect how the disk of ``target`` boots and merge it into ``report`` (section "boot"
-    and the boot findings). Runs only when the layout was read (the disk is safe to open)."""
-    if layout is None:
-        return None
-    try:
-        with open_disk(target, fmt) as disk:
-            info = inspect_boot(disk, layout)
-    except (ImageError, HostError) as exc:
-        report.sections["boot"] = {"error": str(exc), "code": exc.code}
-        return None
-    report.sections["boot"] = info.to_dict()
-    report.findings.extend(info.findings)
-    return info
-
 
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):

@@ -36,10 +36,11 @@ _LOADERS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 #: GRUB could not go on: its rescue shell, or boot.img's own error messages (boot.S).
 _LOADER_FAILED = re.compile(r"grub rescue>|Entering rescue mode|GRUB Geom Error|"
-                            r"GRUB Hard Disk Error|GRUB Read Error|GRUB Floppy Error")
+                            r"GRUB Hard Disk Error|GRUB Read Error|GRUB Floppy Error|"
+                            r"Failed to load ldlinux\.c32|Boot failed: please change disks")
 #: GRUB's full environment (normal.mod) is up, or our sample's grub.cfg ran.
-_LOADER_READY = re.compile(r"GNU GRUB  version|grub> ?$|DISKKIT-BOOT-OK|ISOLINUX \d|"
-                           r"SYSLINUX \d|boot: ?$|Windows Boot Manager", re.M)
+_LOADER_READY = re.compile(r"GNU GRUB  version|grub> ?$|DISKKIT-BOOT-OK|^boot: ?$|"
+                           r"Windows Boot Manager", re.M)
 _KERNEL = re.compile(r"Linux version \d|Decompressing Linux|EFI stub: |Booting the kernel")
 
 
@@ -52,6 +53,9 @@ class Observation:
     provisional: str | None
     loader: str | None
     messages: tuple[str, ...]
+    #: The boot loader's full environment is up (GRUB's menu or prompt, ISOLINUX's banner),
+    #: not only its first stage's "GRUB loading." (which may still end at "grub rescue>").
+    ready: bool = False
 
 
 def firmware_messages(log: str) -> tuple[str, ...]:
@@ -72,7 +76,7 @@ def observe(firmware_log: str, console: str, screen: str) -> Observation:
     if loader and _LOADER_FAILED.search(text):
         return Observation("bootloader-failed", None, loader, messages)
     if loader and _LOADER_READY.search(text):
-        return Observation(None, "bootloader-reached", loader, messages)
+        return Observation(None, "bootloader-reached", loader, messages, ready=True)
     if loader:
         return Observation(None, "bootloader-reached", loader, messages)
     if _NOTHING.search(text):

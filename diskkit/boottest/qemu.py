@@ -7,6 +7,7 @@ runs on the ``pc`` machine, OVMF on ``q35`` with a private copy of its variable 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pathlib
@@ -112,11 +113,10 @@ def choose_accel() -> str:
         return "tcg"
     with tempfile.TemporaryDirectory(prefix="diskkit-kvm-") as tmp:
         log = pathlib.Path(tmp) / "fw.log"
-        try:
+        # A CommandTimeout means KVM did not get there in time.
+        with contextlib.suppress(CommandError):
             run(["qemu-system-x86_64", "-accel", "kvm", "-m", "64", "-nodefaults",
                  "-display", "none", "-no-reboot", "-chardev", f"file,id=d,path={log}",
                  "-device", "isa-debugcon,iobase=0x402,chardev=d"], timeout=5, check=False)
-        except CommandError:  # the timeout: KVM did not get there in time
-            pass
         text = log.read_text(errors="replace") if log.exists() else ""
     return "kvm" if "No bootable device" in text else "tcg"

@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diskkit.boottest.classify import BOOTED, Observation, observe, vga_text
-from diskkit.boottest.qemu import (BUSES, FIRMWARES, MEDIA, QEMU_FORMAT, choose_accel,
-                                   drive_file, qemu_argv)
+from diskkit.boottest.qemu import (
+    BUSES,
+    FIRMWARES,
+    MEDIA,
+    QEMU_FORMAT,
+    choose_accel,
+    drive_file,
+    qemu_argv,
+)
 from diskkit.boottest.qmp import Qmp
 from diskkit.errors import DiskkitError, HostError, ImageError, UserError
 from diskkit.formats import safety
@@ -26,8 +33,10 @@ from diskkit.target import open_container, parse_target
 
 #: Seconds with nothing new after boot code took over before "boot-code-ran" is final.
 SETTLE_CODE = 6.0
-#: Seconds a boot loader's text must stand without an error before "bootloader-reached".
-SETTLE_LOADER = 3.0
+#: Seconds a boot loader's prompt or menu must stand without an error: "bootloader-reached".
+SETTLE_LOADER = 2.0
+#: The same when only its first stage spoke ("GRUB loading."): modules may still be loading.
+SETTLE_LOADER_START = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,8 @@ def hypervisor_format(target: str, fmt: str | None) -> str:
     with open_container(t) as container:
         detection = detect(container)
     chosen = safety.normalise_format(fmt) if fmt else detection.format
+    if t.kind == "rbd" and not fmt:
+        chosen = "raw"  # a Ceph volume is always attached raw
     if chosen not in QEMU_FORMAT:
         if fmt:
             raise UserError(f"qemu cannot boot a {chosen} image", code="bad-format",
@@ -143,6 +154,8 @@ def boot_test(target: str, fmt: str | None = None, *, firmware: str = "bios",
 
 def _boot(argv: list[str], work: pathlib.Path, timeout: float, screenshot: str | None,
           ) -> tuple[Observation, str, str, str | None]:
+    """Run qemu until the outcome is certain or settled; at the deadline an unsettled
+    "boot-code-ran" becomes "timeout" (a boot loader may still have been coming)."""
     deadline = time.monotonic() + timeout
     obs = Observation(None, None, None, ())
     screen = console = ""
@@ -169,11 +182,15 @@ def _boot(argv: list[str], work: pathlib.Path, timeout: float, screenshot: str |
                 key = (obs.provisional, len(screen.strip()) + len(console))
                 if key != last_key:
                     last_key, since = key, time.monotonic()
-                settle = SETTLE_LOADER if obs.provisional == "bootloader-reached" \
-                    else SETTLE_CODE
+                settle = SETTLE_CODE
+                if obs.provisional == "bootloader-reached":
+                    settle = SETTLE_LOADER if obs.ready else SETTLE_LOADER_START
                 if obs.provisional and time.monotonic() - since >= settle:
                     break
                 time.sleep(0.25)
+            else:  # the deadline: what had not settled is not known
+                if obs.provisional == "boot-code-ran" or not obs.ready:
+                    obs = Observation(None, None, obs.loader, obs.messages)
             if screenshot and qmp is not None:
                 with contextlib.suppress(DiskkitError, OSError):
                     qmp.execute("screendump", filename=str(pathlib.Path(screenshot).resolve()),

@@ -44,8 +44,11 @@ def _root(
 # The commands. Each module decorates functions with @app.command().
 # (Keep one import per line: several people add to this list.)
 
+from diskkit.cli import boot_test as _boot_test  # noqa: E402,F401
 from diskkit.cli import check as _check  # noqa: E402,F401
 from diskkit.cli import convert as _convert  # noqa: E402,F401
+from diskkit.cli import diagnose as _diagnose  # noqa: E402,F401
 from diskkit.cli import doctor as _doctor  # noqa: E402,F401
 from diskkit.cli import info as _info  # noqa: E402,F401
 from diskkit.cli import mount as _mount  # noqa: E402,F401
+from diskkit.cli import scan as _scan  # noqa: E402,F401

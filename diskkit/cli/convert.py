@@ -62,6 +62,9 @@ def _summary(d: dict[str, Any]) -> None:
                   f"{human_size(written)}"
                   f", {d['convert_seconds']:.2f} s"
                   + (f" ({human_size(rate)}/s)" if rate else ""))
+    if d["available_bytes"] is None:
+        console.print("  room not checked: the target reports no free space (a Ceph cluster "
+                      "without ceph-mgr keeps no pool statistics)")
     if d["verified"]:
         console.print(f"  verified identical (qemu-img compare, {d['verify_seconds']:.2f} s)")
     else:

@@ -25,6 +25,6 @@ def doctor(
     for c in checks:
         mark = {True: "ok  ", False: "MISSING", None: "?   "}[c.ok]
         line = f"{mark:7} {c.kind:17} {c.name:20} {c.detail}  [{c.needed_for}]"
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)
         if c.fix and c.ok is not True:
-            console.print(f"        fix: {c.fix}", markup=False)
+            console.print(f"        fix: {c.fix}", markup=False, soft_wrap=True)

@@ -8,13 +8,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from diskkit.boot.report import add_boot, print_boot
+from diskkit.boot.report import print_boot
 from diskkit.cli.app import app
 from diskkit.cli.output import console, emit_json, human_size
 from diskkit.cli.render import LAYOUT_KEYS, print_bar, write_svg
 from diskkit.disk import ImageReport, inspect_target
 from diskkit.findings import Finding, Severity
-from diskkit.layout.report import add_layout
 
 _STYLE = {Severity.INFO: "cyan", Severity.WARNING: "yellow", Severity.ERROR: "red",
           Severity.CRITICAL: "bold red"}
@@ -73,8 +72,7 @@ def info(
 ) -> None:
     """Show what an image is: format, sizes, details, sections and findings."""
     report = inspect_target(target, fmt)
-    layout = add_layout(report, target, fmt)
-    add_boot(report, target, fmt, layout)
+    layout = report.layout
     if svg:
         write_svg(layout, svg)
     if json_out:

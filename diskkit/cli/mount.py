@@ -132,7 +132,7 @@ def ls_(
         emit_json({"path": path, "entries": entries})
         return
     for e in entries:
-        console.print(e["name"] + ("/" if e["type"] == "dir" else ""), markup=False)
+        console.print(e["name"] + ("/" if e["type"] == "dir" else ""), markup=False, soft_wrap=True)
 
 
 def _default_os(target: str) -> bool:

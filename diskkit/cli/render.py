@@ -116,13 +116,13 @@ def print_bar(layout: Layout, console: Console, width: int | None = None) -> Non
     """Draw the layout as coloured bars, with a legend line per segment."""
     width = width or max(20, min(console.width, 120) - 2)
     for row in segments(layout):
-        console.print(Text(row.title, style="bold"))
+        console.print(Text(row.title, style="bold"), no_wrap=True, overflow="ellipsis")
         bar = Text()
         for seg, cols in zip(row.segments, _columns(row, width), strict=True):
             style = COLOURS.get(seg.content, COLOURS[""])[0]
             label = seg.title[: max(0, cols)].center(cols)
             bar.append(label, style=f"black on {style}" if seg.content != "free" else "dim")
-        console.print(bar)
+        console.print(bar, no_wrap=True, overflow="crop")
         for seg in row.segments:
             if seg.content == "free":
                 continue
@@ -130,7 +130,7 @@ def print_bar(layout: Layout, console: Console, width: int | None = None) -> Non
             line = Text("  ")
             line.append("\u2588\u2588", style=style)
             line.append(f" {seg.title}: {seg.note}")
-            console.print(line)
+            console.print(line, no_wrap=True, overflow="ellipsis")
 
 
 def render_svg(layout: Layout, width: int = 800) -> str:

@@ -68,12 +68,17 @@ def ioctx(t: Target, timeout: float = 30.0) -> Iterator[tuple[Any, Any]]:
 
 
 def _pool_max_avail(cluster: Any, pool: str) -> int | None:
-    """The pool's ``max_avail`` from ``ceph df`` (replication already accounted for)."""
-    ret, out, _err = cluster.mon_command(json.dumps({"prefix": "df", "format": "json"}), b"")
+    """The pool's ``max_avail`` from ``ceph df`` (replication and quota accounted for), or
+    None when the cluster keeps no statistics (no ceph-mgr: ``df`` then reports zeros)."""
+    ret, out, _err = cluster.mon_command(json.dumps({"prefix": "df", "format": "json"}), b"",
+                                         timeout=30)
     if ret != 0:
         return None
     try:
-        for p in json.loads(out)["pools"]:
+        doc = json.loads(out)
+        if not int(doc["stats"]["total_bytes"]):
+            return None
+        for p in doc["pools"]:
             if p["name"] == pool:
                 return int(p["stats"]["max_avail"])
     except (ValueError, KeyError, TypeError):
@@ -81,14 +86,32 @@ def _pool_max_avail(cluster: Any, pool: str) -> int | None:
     return None
 
 
+def _pool_quota(cluster: Any, pool: str) -> int | None:
+    """The pool's ``quota_max_bytes`` from the OSD map (a monitor fact, no mgr needed)."""
+    ret, out, _err = cluster.mon_command(json.dumps({"prefix": "osd dump", "format": "json"}),
+                                         b"", timeout=30)
+    if ret != 0:
+        return None
+    try:
+        for p in json.loads(out)["pools"]:
+            if p["pool_name"] == pool:
+                quota = int(p.get("quota_max_bytes") or 0)
+                return quota or None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
 def image_exists_and_room(t: Target) -> tuple[bool, int | None]:
-    """Whether ``t``'s image exists, and the bytes its pool can still take."""
+    """Whether ``t``'s image exists, and the bytes its pool can still take: ``ceph df``'s
+    ``max_avail``; on a cluster without statistics, the pool quota (an upper bound: usage
+    is unknown there) or None (unknown)."""
     _, rbd = _modules()
     with ioctx(t) as (cluster, io):
         exists = t.image in rbd.RBD().list(io)
         avail = _pool_max_avail(cluster, t.pool or "")
         if avail is None:
-            avail = int(cluster.get_cluster_stats()["kb_avail"]) * 1024
+            avail = _pool_quota(cluster, t.pool or "")
     return exists, avail
 
 
@@ -118,11 +141,16 @@ def create(t: Target, name: str, size: int) -> None:
 
 
 def rename(t: Target, old: str, new: str, *, replace: bool = False) -> None:
-    """Rename ``old`` to ``new``; with ``replace`` an existing ``new`` is removed first."""
+    """Rename ``old`` to ``new``; with ``replace`` an existing ``new`` is removed first
+    (refused while anything watches it: a running VM's disk is never pulled away)."""
     _, rbd = _modules()
     with ioctx(t) as (cluster, io):
         if replace and new in rbd.RBD().list(io):
-            _remove(cluster, io, new, rbd)
+            with rbd.Image(io, new, read_only=True) as img:
+                if list(img.watchers_list()):
+                    raise UserError(f"{t.spec}: is in use (it has watchers); not replaced",
+                                    code="target-in-use", hint=f"rbd status {new}")
+            _remove(cluster, io, new, rbd, evict=False)
         try:
             rbd.RBD().rename(io, old, new)
         except rbd.ImageExists:
@@ -131,13 +159,17 @@ def rename(t: Target, old: str, new: str, *, replace: bool = False) -> None:
 
 
 def remove(t: Target, name: str) -> None:
-    """Remove image ``name``, evicting the watch a killed writer left on it."""
+    """Remove our temporary image ``name``, first evicting the watch (and with it the
+    exclusive lock) a killed qemu-img left on it: otherwise librbd waits ~30 s for the dead
+    owner before it breaks the lock."""
     _, rbd = _modules()
     with ioctx(t) as (cluster, io):
-        _remove(cluster, io, name, rbd)
+        _evict_watchers(cluster, io, name, rbd)
+        _remove(cluster, io, name, rbd, evict=True)
 
 
-def _remove(cluster: Any, io: Any, name: str, rbd: Any, wait: float = 60.0) -> None:
+def _remove(cluster: Any, io: Any, name: str, rbd: Any, *, evict: bool,
+            wait: float = 60.0) -> None:
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -146,7 +178,7 @@ def _remove(cluster: Any, io: Any, name: str, rbd: Any, wait: float = 60.0) -> N
         except rbd.ImageNotFound:
             return
         except rbd.ImageBusy:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not evict:
                 raise HostError(f"cannot remove RBD image {name}: it is still in use",
                                 code="rbd-busy",
                                 hint=f"rbd status {name}; rbd rm {name}") from None

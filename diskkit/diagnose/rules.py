@@ -55,11 +55,12 @@ def universal(f: Facts) -> Verdict | None:
     if f.disk is None:
         return None, f"cannot tell: {f.problem or 'the disk could not be opened'}", []
     if f.blank:
-        scope = "every allocated byte" if f.allocated <= (64 << 20) else \
-            "the first 64 MiB of allocated data"
+        scope = "nothing was ever written to it" if f.allocated == 0 else \
+            "every allocated byte reads as zeros" if f.allocated <= (64 << 20) else \
+            "the first 64 MiB of allocated data read as zeros"
         return False, "the volume is blank", [_finding(
             "blank-disk", f"the disk ({f.disk.size} bytes, {f.allocated} allocated) is blank: "
-            f"{scope} reads as zeros, so sector 0 has no 55 AA and no boot code",
+            f"{scope}, so sector 0 has no 55 AA and no boot code",
             [_s0(f), _sig(f)], fixes.BLANK, allocated=f.allocated)]
     return None
 
@@ -103,8 +104,8 @@ def bios_disk(f: Facts) -> Verdict:
         return False, "sector 0 has the signature but no boot code", [_no_code(
             f, "sector 0 has 55 AA but its code area is all zeros: SeaBIOS jumps to it and "
             "nothing happens")]
-    blocking = [x for x in b.findings if x.code.startswith("grub-") and x.severity >=
-                Severity.ERROR or x.code == "grub-normal-mod-missing"]
+    blocking = [x for x in b.findings if (x.code.startswith("grub-") and x.severity >=
+                Severity.ERROR) or x.code == "grub-normal-mod-missing"]
     if mbr.loader == "grub2":
         if blocking:
             return False, "GRUB starts but cannot reach its modules and config", blocking
@@ -153,8 +154,15 @@ def _chainload(f: Facts) -> Verdict:
             "sector has no boot code or no 55 AA", [Evidence(
                 f"boot sector of partition {active[0].number}", active[0].start,
                 None, "disk")], fixes.NO_BOOT_CODE, Severity.ERROR), *extra]
-    return True, f"{b.mbr.description} loads partition {active[0].number}: " \
-        f"{vbr.description}", extra
+    where = f"partition {active[0].number}"
+    broken = [x for x in b.findings if x.code.startswith("grub-")
+              and x.details.get("where", where) == where and x.severity >= Severity.ERROR]
+    if vbr.loader == "grub2" and broken:
+        return False, f"GRUB in {where} cannot reach its modules and config", [*broken, *extra]
+    if not vbr.known:
+        return None, f"cannot tell: {b.mbr.description} loads {where}, whose boot code is " \
+            "not one diskkit knows", extra
+    return True, f"{b.mbr.description} loads {where}: {vbr.description}", extra
 
 
 def uefi_disk(f: Facts) -> Verdict:

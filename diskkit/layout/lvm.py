@@ -17,6 +17,7 @@ On-disk format (lvm2 lib/label/label.h, lib/format_text/layout.h):
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ from diskkit.readers.base import Reader
 
 MDA_MAGIC = b"\x20LVM2 x[5A%r0N*>"
 MDA_HEADER_SIZE = 512
+#: lib/format_text/layout.h INITIAL_CRC: the seed of every LVM checksum.
+INITIAL_CRC = 0xF597A6CF
 #: Bounds: metadata text over 16 MiB, or more than 64 listed areas, is hostile.
 MAX_TEXT = 16 << 20
 MAX_AREAS = 64
@@ -167,19 +170,36 @@ def read_label(r: Reader, offset: int, size: int, location: str) -> PvLabel | No
     return None
 
 
+def lvm_crc(data: bytes, initial: int = INITIAL_CRC) -> int:
+    """LVM's checksum (lib/misc/crc.c calc_crc): CRC-32, polynomial 0xEDB88320, started at
+    ``initial`` and without zlib's pre- and post-inversion."""
+    return zlib.crc32(data, initial ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+
 def read_metadata_text(r: Reader, pv: PvLabel, area: tuple[int, int]) -> str | None:
-    """The current metadata text of one metadata area (following the circular wrap)."""
+    """The current metadata text of one metadata area (following the circular wrap).
+
+    None when the area holds no mda header or no metadata; :class:`ImageError` when the
+    header or the text fails its checksum (LVM itself then ignores the copy)."""
     start, size = pv.offset + area[0], area[1]
     hdr = r.read(start, MDA_HEADER_SIZE)
-    if len(hdr) < 56 or hdr[4:20] != MDA_MAGIC:
+    if len(hdr) < MDA_HEADER_SIZE or hdr[4:20] != MDA_MAGIC:
         return None
-    off, length = struct.unpack_from("<QQ", hdr, 40)  # raw_locn[0]
-    if length == 0 or length > MAX_TEXT or size <= MDA_HEADER_SIZE or off >= size:
+    if lvm_crc(hdr[4:]) != struct.unpack_from("<I", hdr, 0)[0]:
+        raise ImageError("the metadata area header fails its checksum",
+                         code="bad-lvm-metadata")
+    off, length, crc = struct.unpack_from("<QQI", hdr, 40)  # raw_locn[0]
+    if length == 0 or size <= MDA_HEADER_SIZE or off >= size:
         return None
+    if length > min(MAX_TEXT, size - MDA_HEADER_SIZE):
+        raise ImageError(f"metadata text of {length} bytes does not fit its area",
+                         code="bad-lvm-metadata")
     first = min(length, size - off)
     data = r.read(start + off, first)
     if first < length:  # wrapped: the rest is just after the header
         data += r.read(start + MDA_HEADER_SIZE, length - first)
+    if lvm_crc(data) != crc:
+        raise ImageError("the metadata text fails its checksum", code="bad-lvm-metadata")
     return data.split(b"\0", 1)[0].decode("utf-8", errors="replace")
 
 
@@ -220,10 +240,10 @@ def parse_lvm(r: Reader, labels: list[PvLabel]) -> tuple[LvmInfo, list[Finding]]
     best: dict[str, VolumeGroup] = {}
     for lab in labels:
         for area in lab.metadata_areas:
-            text = read_metadata_text(r, lab, area)
-            if text is None:
-                continue
             try:
+                text = read_metadata_text(r, lab, area)
+                if text is None:
+                    continue
                 doc = parse_text(text)
                 for name, body in doc.items():
                     if isinstance(body, dict) and "physical_volumes" in body:

@@ -77,7 +77,7 @@ def clone_chain(reader: RbdReader, max_depth: int = MAX_DEPTH) -> list[ChainLink
     link carrying ``error``."""
     links: list[ChainLink] = []
     parent = parent_of(reader.image)
-    conn = reader._conn
+    conn = reader.connection
     t = reader.target
     while parent is not None and len(links) < max_depth:
         pt = Target(spec=f"rbd:{parent.spec}", kind="rbd", pool=parent.pool,

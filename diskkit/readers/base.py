@@ -126,13 +126,16 @@ class SliceReader(Reader):
     the disk holds gives a shorter slice, never a read past the disk.
     """
 
-    def __init__(self, parent: Reader, start: int, length: int, name: str | None = None) -> None:
+    def __init__(self, parent: Reader, start: int, length: int, name: str | None = None,
+                 *, owns_parent: bool = False) -> None:
         if start < 0 or length < 0:
             raise InternalError(f"slice with negative bounds ({start}, {length})")
         self.parent = parent
         self.start = min(start, parent.size)
         self.size = max(0, min(length, parent.size - self.start))
         self.name = name or f"{parent.name}[{start}:+{length}]"
+        #: When True, closing the slice closes the parent (a fixed VHD's disk owns its file).
+        self.owns_parent = owns_parent
 
     def _read(self, offset: int, length: int) -> bytes:
         return self.parent.read(self.start + offset, length)
@@ -141,3 +144,7 @@ class SliceReader(Reader):
         end = self.size if length is None else min(self.size, offset + length)
         for ext in self.parent.extents(self.start + offset, end - offset):
             yield Extent(ext.offset - self.start, ext.length, ext.data)
+
+    def close(self) -> None:
+        if self.owns_parent:
+            self.parent.close()

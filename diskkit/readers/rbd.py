@@ -144,6 +144,11 @@ class RbdReader(Reader):
             yield Extent(pos, end - pos, False)
 
     @property
+    def connection(self) -> Connection | None:
+        """The cluster connection this reader uses (None once closed)."""
+        return self._conn
+
+    @property
     def allocated(self) -> int:
         """Bytes allocated to the image (whole RADOS objects, the parent's included)."""
         return sum(e.length for e in self._all_extents())

@@ -18,7 +18,11 @@ GRUB_PC = pathlib.Path("/usr/lib/grub/i386-pc")
 GRUB_BIOS_SETUP = str(GRUB_PC / "grub-bios-setup")
 #: What a sample's grub.cfg prints: boot-test sees it on the screen ("boot loader reached").
 MARKER = "DISKKIT-BOOT-OK"
-GRUB_CFG = f"echo {MARKER}\n"
+#: For GRUB for BIOS: the serial console too (normal mode clears the VGA screen after it).
+GRUB_CFG = (f"serial --unit=0 --speed=115200\nterminal_output --append serial\n"
+            f"echo {MARKER}\n")
+#: For GRUB for UEFI: OVMF already copies its console to the serial port.
+GRUB_EFI_CFG = f"echo {MARKER}\n"
 
 
 def blank(path: pathlib.Path, size: int) -> None:

@@ -9,6 +9,7 @@ OpenStack attaches a volume (virtio disk, SeaBIOS), and ``variants``: other ways
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import tempfile
 
@@ -19,6 +20,7 @@ from sample_images.recipes._disk import MiB
 
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
 ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+GPT_ID = "4449534B-4B49-5400-0000-000000000001"
 LINUX = "0FC63DAF-8483-4772-8E79-3D69D8475DE4"
 ISOLINUX = pathlib.Path("/usr/lib/ISOLINUX")
 LDLINUX = pathlib.Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
@@ -42,7 +44,8 @@ def grub_mbr(path: pathlib.Path, prefix: str = "(hd0,msdos1)/boot/grub") -> None
 def grub_gpt(path: pathlib.Path) -> None:
     """64 MiB GPT disk: 1 MiB BIOS boot partition (core.img), partition 2 ext2 /boot/grub."""
     _disk.blank(path, 64 * MiB)
-    _disk.partition(path, f"label: gpt\nlabel-id: 4449534B-4B49-5400-0000-000000000001\nstart=2048, size=2048, type={BIOS_BOOT}\n"
+    _disk.partition(path, f"label: gpt\nlabel-id: {GPT_ID}\n"
+                          f"start=2048, size=2048, type={BIOS_BOOT}\n"
                           f"start=4096, type={LINUX}\n")
     with _tmp() as t:
         root = pathlib.Path(t) / "root"
@@ -55,14 +58,14 @@ def uefi_only(path: pathlib.Path) -> None:
     """64 MiB GPT disk: an ESP (FAT16) with \\EFI\\BOOT\\BOOTX64.EFI from grub-mkimage -O
     x86_64-efi (normal mode built in, grub.cfg beside it), a Linux partition, no BIOS code."""
     _disk.blank(path, 64 * MiB)
-    _disk.partition(path, f"label: gpt\nlabel-id: 4449534B-4B49-5400-0000-000000000001\nstart=2048, size=65536, type={ESP}\n"
+    _disk.partition(path, f"label: gpt\nlabel-id: {GPT_ID}\nstart=2048, size=65536, type={ESP}\n"
                           f"start=67584, type={LINUX}\n")
     with _tmp() as t:
         tmp = pathlib.Path(t)
         loader, cfg, esp = tmp / "BOOTX64.EFI", tmp / "grub.cfg", tmp / "esp.img"
         run(["grub-mkimage", "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", str(loader),
              "normal", "echo", "fat", "part_gpt"], timeout=60)
-        cfg.write_text(_disk.GRUB_CFG)
+        cfg.write_text(_disk.GRUB_EFI_CFG)
         _disk.fat_esp(esp, 32 * MiB, {"/EFI/BOOT/BOOTX64.EFI": loader,
                                       "/EFI/BOOT/grub.cfg": cfg})
         _disk.dd(esp, path, MiB)
@@ -183,3 +186,7 @@ RECIPES = [
     Recipe("boot-lvm-root.img", "GRUB 2 whose /boot/grub is on an LVM logical volume "
            "(prefix (lvm/vg0-root)/boot/grub)", lvm_root, "raw", {**_BIOS_OK, "codes": []}),
 ]
+
+#: Bump when a helper these recipes share changes (grub.cfg, partitioning): forces a rebuild.
+RECIPE_VERSION = 2
+RECIPES = [dataclasses.replace(r, version=RECIPE_VERSION) for r in RECIPES]

@@ -34,11 +34,11 @@ def test_partition_loop_offsets_match_sfdisk(disk_images) -> None:
         assert "LABEL=data" in run(["blkid", "-p", "-o", "export", dev]).stdout
         with open(os.path.join(m.root, "hello.txt")) as f:
             assert f.read() == HELLO
-        opts = next(line.split()[5] for line in open("/proc/self/mountinfo")
-                    if line.split()[4] == m.root)
+        with open("/proc/self/mountinfo") as f:
+            opts = next(line.split()[5] for line in f if line.split()[4] == m.root)
         assert opts.split(",")[0] == "ro"
-        with pytest.raises(OSError):
-            open(os.path.join(m.root, "new"), "w")
+        with pytest.raises(OSError), open(os.path.join(m.root, "new"), "w"):
+            pass
     assert sha256(raw) == before
 
 

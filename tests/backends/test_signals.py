@@ -25,9 +25,10 @@ from tests.backends.conftest import diskkit_cmd, leftovers
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
 
 
-def _pause_and_signal(argv: list[str], stage: str, sig: int, run_dir: pathlib.Path) -> int:
-    """Start ``argv`` with the pause hook at ``stage``, wait until it pauses, send ``sig``;
-    return its exit status."""
+def _pause_and_signal(argv: list[str], stage: str, sig: int, run_dir: pathlib.Path,
+                      wait_for: pathlib.Path | None = None) -> int:
+    """Start ``argv`` with the pause hook at ``stage``, wait until it pauses (and until
+    ``wait_for`` exists), send ``sig``; return its exit status."""
     env = {"DISKKIT_TEST_PAUSE_AT": stage, "DISKKIT_RUN_DIR": str(run_dir)}
     with spawn(argv, env=env, stderr=subprocess.PIPE) as proc:
         assert proc.stderr is not None
@@ -41,6 +42,9 @@ def _pause_and_signal(argv: list[str], stage: str, sig: int, run_dir: pathlib.Pa
                 assert chunk or proc.poll() is None, f"exited before {stage}: {buf!r}"
                 buf += chunk
         assert f"paused at {stage}".encode() in buf
+        while wait_for is not None and not wait_for.exists():
+            assert time.monotonic() < deadline, f"{wait_for} never appeared"
+            time.sleep(0.05)
         os.kill(proc.pid, sig)
         rc = proc.wait(timeout=120)
         rest = proc.stderr.read().decode(errors="replace")
@@ -71,10 +75,9 @@ def test_run_interrupted(disk_images, tmp_path, run_dir, stage, sig) -> None:
     marker = tmp_path / "command-ran"
     rc = _pause_and_signal([diskkit_cmd(), "run", str(disk_images.qcow2), "-p", "1",
                             "--backend", "loop", "--", "sh", "-c",
-                            f"touch {marker}; sleep 60"], stage, sig, run_dir)
+                            f"touch {marker}; sleep 60"], stage, sig, run_dir,
+                           marker if stage == "in-command" else None)
     assert rc == 128 + sig
-    if stage == "in-command":
-        assert marker.exists()
 
 
 def test_cleanup_after_sigkill(disk_images, tmp_path, run_dir) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.backends.conftest import HELLO, HOSTNAME
+from tests.backends.conftest import HELLO, HOSTNAME, sha256
 
 pytestmark = pytest.mark.slow
 
@@ -64,11 +64,14 @@ def test_cli_mount_umount_over_nbd(vm_result) -> None:
     assert e["during"]["nbd"] and not e["state"]["nbd"]
 
 
-def test_nothing_left_and_images_unchanged(vm_result) -> None:
+def test_nothing_left_and_images_unchanged(vm_result, disk_images, lvm_images) -> None:
     after = vm_result["after"]
     assert after["state"]["nbd"] == []
     assert after["state"]["dm"] == ["ubuntu--vg-root"]  # only the VM's own VG
     assert after["state"]["mounts"] == []
     assert len(after["state"]["loops"]) == 1  # only the VM's own PV
     assert after["clash_active"]
-    assert all(after["unchanged"].values()), after["unchanged"]
+    shared = vm_result["shared"]
+    for name, original in (("disk.raw", disk_images.raw), ("disk.qcow2", disk_images.qcow2),
+                           ("lvm-root.img", lvm_images.root)):
+        assert sha256(f"{shared}/{name}") == sha256(original), name

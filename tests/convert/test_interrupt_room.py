@@ -52,7 +52,6 @@ def test_interrupted_conversion_leaves_nothing(sig: signal.Signals, fmt: str,
         stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert rc == 130, stderr
     assert "removed the partial output" in stderr
-    assert "interrupted" in stderr
     assert list(out_dir.iterdir()) == []
     assert qemu_img_pids(str(out_dir)) == []
 

@@ -70,3 +70,19 @@ def test_svg_to_unwritable_path_is_one_line_error(lvm_images: LvmImages) -> None
     assert res.returncode != 0
     assert "Traceback" not in res.stderr
     assert "cannot write the SVG" in res.stderr
+
+
+def test_bar_fits_narrow_terminals(lvm_images: LvmImages) -> None:
+    from rich.console import Console
+
+    from diskkit.cli.render import print_bar
+    from tests.layout.tools import inspect
+
+    for image in (lvm_images.root, lvm_images.multi, lvm_images.bare):
+        layout = inspect(image)
+        for width in (20, 43, 100):
+            con = Console(record=True, width=width + 2, color_system=None)
+            print_bar(layout, con, width=width)
+            lines = con.export_text().splitlines()
+            bars = [lines[i + 1] for i, ln in enumerate(lines) if ln.startswith(("disk", "VG"))]
+            assert bars and all(len(b) == width for b in bars)

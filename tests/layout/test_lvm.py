@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import pathlib
 import random
 import struct
+from dataclasses import replace
 
 import pytest
 
 from diskkit.errors import ImageError, UserError
 from diskkit.layout import inspect_layout, lv_reader
 from diskkit.layout.filesystems import probe
+from diskkit.layout.lvm import parse_lvm, read_label
 from diskkit.layout.lvm_text import parse_text
 from diskkit.readers.base import Reader
 from diskkit.readers.raw import FileReader
+from diskkit.runner import run
 from tests.fixtures.lvm_images import ROOT_UUID, LvmImages
+from tests.helpers import write_at
 from tests.layout.tools import blkid, inspect
 
 
@@ -27,6 +32,8 @@ def _check_report(layout, report: dict) -> None:
     assert vg.extent_size == int(ref_vg["vg_extent_size"])
     assert sorted(p.uuid for p in vg.pvs) == sorted(p["pv_uuid"] for p in report["pvs"])
     assert {p.pe_start for p in vg.pvs} == {int(p["pe_start"]) for p in report["pvs"]}
+    dev_of = {p["pv_uuid"]: p["pv_name"] for p in report["pvs"]}
+    key_uuid = {p.key: p.uuid for p in vg.pvs}
     ref_lvs: dict[str, list[dict]] = {}
     for seg in report["lvs"]:
         ref_lvs.setdefault(seg["lv_name"], []).append(seg)
@@ -40,6 +47,11 @@ def _check_report(layout, report: dict) -> None:
             assert mine.start_extent * vg.extent_size == int(theirs["seg_start"])
             assert mine.extent_count * vg.extent_size == int(theirs["seg_size"])
             assert len(mine.stripes) == int(theirs["stripes"])
+            # the physical extents, as lvs spells them: "/dev/loopN:FIRST-LAST ..."
+            per = mine.extent_count // len(mine.stripes)
+            ranges = " ".join(f"{dev_of[key_uuid[k]]}:{e}-{e + per - 1}"
+                              for k, e in mine.stripes)
+            assert ranges == theirs["seg_pe_ranges"]
 
 
 def test_ubuntu_vg_matches_lvm_and_blkid(lvm_images: LvmImages) -> None:
@@ -143,3 +155,64 @@ def test_lv_reader_extents_tile_the_lv(lvm_images: LvmImages) -> None:
         assert pos == lv.size
         assert any(e.data for e in exts)
         assert not lv.is_zero(0, 4096)  # the ext4 superblock is there
+
+
+def test_pv_on_whole_disk(lvm_images: LvmImages) -> None:
+    layout = inspect(lvm_images.bare)
+    assert layout.table is None
+    _check_report(layout, lvm_images.report["bare"])
+    disk, data = layout.filesystems
+    assert (disk.location, disk.type) == ("disk", "LVM2_member")
+    assert (data.location, data.type, data.label) == ("lv vg_bare/data", "vfat", "BARE")
+    with FileReader(str(lvm_images.bare)) as r:
+        label = read_label(r, 0, r.size, "disk")
+        assert label is not None and len(label.metadata_areas) == 2
+        # the copy at the end of the PV alone gives the same VG
+        end_only = replace(label, metadata_areas=label.metadata_areas[1:])
+        info, findings = parse_lvm(r, [end_only])
+        assert findings == [] and info.vgs == layout.lvm.vgs
+    ref = blkid(lvm_images.bare, data.offset, data.size)
+    assert (data.type, data.uuid, data.label) == (ref["TYPE"], ref["UUID"], ref["LABEL"])
+
+
+def test_metadata_wrapping_round_the_circular_buffer(lvm_images: LvmImages,
+                                                     tmp_path: pathlib.Path) -> None:
+    """Metadata text that wraps from the end of its area to just after the header: lvm2
+    itself reads the rewritten image, and so does diskkit; a broken checksum is refused
+    by both."""
+    from diskkit.layout.lvm import lvm_crc, read_label
+    from tests.fixtures.lvm_images import _loops, _lvm
+
+    img = tmp_path / "wrapped.img"
+    run(["cp", "--sparse=always", str(lvm_images.root), str(img)])
+    pv = 133120 * 512
+    with FileReader(str(img)) as r:
+        (area_off, area_size), = read_label(r, pv, r.size - pv, "p2").metadata_areas
+        start = pv + area_off
+        hdr = bytearray(r.read(start, 512))
+        off, length = struct.unpack_from("<QQ", hdr, 40)
+        text = r.read(start + off, length)
+    new_off = area_size - 512  # 512 bytes at the end, the rest after the header
+    assert length > 512
+    write_at(img, start + new_off, text[:512])
+    write_at(img, start + 512, text[512:])
+    struct.pack_into("<Q", hdr, 40, new_off)
+    struct.pack_into("<I", hdr, 0, lvm_crc(bytes(hdr[4:])))
+    write_at(img, start, bytes(hdr))
+
+    def lvm_view() -> list[str]:
+        with _loops(img, [(pv, 200 * (1 << 20) - pv)]) as loops:
+            out = _lvm(["lvs", "--noheadings", "-o", "lv_name"], loops)
+        # (lvm prints "Retrying metadata scan." on stdout when a copy is bad)
+        return sorted(ln.strip() for ln in out.splitlines() if ln.strip().isidentifier())
+
+    assert lvm_view() == ["root", "swap_1"]
+    layout = inspect(img)
+    assert sorted(lv.name for lv in layout.lvm.vgs[0].lvs) == ["root", "swap_1"]
+    assert "lv ubuntu-vg/root" in {f.location for f in layout.filesystems}
+
+    write_at(img, start + 512 + 40, b"#")  # damage the wrapped part of the text
+    assert lvm_view() == []
+    layout = inspect(img)
+    assert layout.lvm is not None and layout.lvm.vgs == ()
+    assert "lvm-metadata-unreadable" in {f.code for f in layout.findings}

@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from diskkit.errors import ImageError, UserError
-from diskkit.readers.base import Reader
+from diskkit.readers.base import Extent, Reader
 from diskkit.readers.nbd import NbdUriReader, QemuNbdReader
 from diskkit.runner import spawn, wait_for
 from diskkit.target import open_container, parse_target
@@ -169,6 +169,18 @@ def test_nbd_tcp_uri_served_by_nbdkit(tmp_path: pathlib.Path) -> None:
             assert r.read(0, r.size) == bytes(data)
             assert r.read(3 * MiB, 5) == b"hello"
             _check_extents(r, bytes(data))
+
+
+def test_server_without_block_status(tmp_path: pathlib.Path) -> None:
+    """A server that does not offer base:allocation: everything is reported as data."""
+    path = tmp_path / "disk.raw"
+    path.write_bytes(b"x" * 4096 + bytes(MiB - 4096))
+    sock = tmp_path / "k.sock"
+    with spawn(["nbdkit", "-f", "-r", "-U", sock, "--filter=noextents", "file", path]):
+        wait_for(sock.exists, timeout=20, what="nbdkit's socket")
+        with NbdUriReader(f"nbd+unix:///?socket={sock}") as r:
+            assert list(r.extents()) == [Extent(0, MiB, True)]
+            assert r.read(4090, 10) == b"x" * 6 + bytes(4)
 
 
 def _accepts(port: int) -> bool:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from diskkit.errors import ImageError
 from diskkit.formats.qcow2 import PREFIX_SIZE, Qcow2Header, parse_header
-from tests.helpers import create, qemu_img_info
+from tests.helpers import create, qemu_img, qemu_img_info
 
 # name -> (size, qemu-img create -o options)
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -82,6 +82,15 @@ def test_external_data_file(tmp_path: pathlib.Path) -> None:
     path = create(tmp_path / "df.qcow2", "qcow2", "64M", f"data_file={tmp_path / 'df.raw'}")
     h = _parse(path)
     assert h.has_data_file and h.data_file == str(tmp_path / "df.raw")
+    _compare_with_qemu(path, h)
+
+
+def test_bitmaps_extension(tmp_path: pathlib.Path) -> None:
+    path = create(tmp_path / "b.qcow2", "qcow2", "1M")
+    qemu_img("bitmap", "--add", "-f", "qcow2", path, "b0")
+    h = _parse(path)
+    assert 0x23852875 in [t for t, _o, _d in h.extensions]
+    assert h.autoclear_features & 1  # bitmaps consistent
     _compare_with_qemu(path, h)
 
 

@@ -37,13 +37,23 @@ def _built(tmp: pathlib.Path) -> dict[str, pathlib.Path]:
          writes=(*WRITES, "write -P 0xcd 4k 8k", "write -z 68k 4k", "write -P 1 2M 20k"))
     made("preallocated", "16M", "preallocation=metadata",
          writes=("write -P 0x42 1M 4k", "write -z 2M 64k"))
+    # internal snapshot: shared clusters lose the "refcount is one" bit 63, still read
+    made("snapshot", "64M")
+    qemu_img("snapshot", "-c", "s1", imgs["snapshot"])
+    qemu_io(imgs["snapshot"], "qcow2", "write -P 0xee 1M 4k", "write -P 0xef 40M 64k")
+    # grown after writing: a larger L1 table, relocated
+    made("resized", "1M", "cluster_size=512", writes=("write -P 0x30 4k 4k",))
+    qemu_img("resize", "-f", "qcow2", imgs["resized"], "64M")
+    qemu_io(imgs["resized"], "qcow2", "write -P 0x31 60M 64k", "write -P 0x32 1023k 2M")
     src = tmp / "src.raw"
     data = bytearray(compressible(24 * MiB))
     data[4 * MiB : 6 * MiB] = bytes(2 * MiB)  # a hole the converter leaves unallocated
     data[10 * MiB : 10 * MiB + 1000] = b"\xff" * 1000
     src.write_bytes(bytes(data))
     for name, opts in [("zlib", ()), ("zstd", ("compression_type=zstd",)),
-                       ("zstd-extl2", ("compression_type=zstd,extended_l2=on",))]:
+                       ("zstd-extl2", ("compression_type=zstd,extended_l2=on",)),
+                       ("zlib-512", ("cluster_size=512",)),
+                       ("zstd-2M", ("compression_type=zstd,cluster_size=2M",))]:
         path = tmp / f"{name}.qcow2"
         args = [a for o in opts for a in ("-o", o)]
         qemu_img("convert", "-c", "-f", "raw", "-O", "qcow2", *args, src, path)
@@ -60,7 +70,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
 
 
 NAMES = ["v3", "v2", "cluster-512", "cluster-2M", "extended-l2", "preallocated", "zlib", "zstd",
-         "zstd-extl2", "converted-extl2"]
+         "zstd-extl2", "zlib-512", "zstd-2M", "converted-extl2", "snapshot", "resized"]
 
 
 def _kinds_from_qemu(path: pathlib.Path) -> list[tuple[int, int, str]]:
@@ -96,7 +106,7 @@ def test_extents_equal_qemu_map(images: dict[str, pathlib.Path], name: str) -> N
 
 
 def test_compressed_clusters_are_really_there(images: dict[str, pathlib.Path]) -> None:
-    for name in ("zlib", "zstd", "zstd-extl2"):
+    for name in ("zlib", "zstd", "zstd-extl2", "zlib-512", "zstd-2M"):
         with Qcow2Reader(FileReader(str(images[name]))) as r:
             kinds = {k for _o, _n, k in r.mapping()}
             assert "compressed" in kinds, name
@@ -238,7 +248,7 @@ def test_garbage_compressed_cluster(images: dict[str, pathlib.Path], tmp_path: p
 def test_encrypted_is_refused(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "enc.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=hunter2",
-             "-o", "encrypt.format=luks,encrypt.key-secret=s0", path, "16M")
+             "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", path, "16M")
     with pytest.raises(ImageError) as err:
         Qcow2Reader(FileReader(str(path)))
     assert err.value.code == "encrypted"

@@ -1,0 +1,84 @@
+"""``diskkit diagnose TARGET [-f FORMAT] [--firmware bios|uefi|auto] [--as disk|cdrom]
+[--verify] [--json]``: will it boot, and if not, why, with the evidence and the fix.
+Exit 0 will boot, 1 will not, 4 cannot tell (and with --verify: firmware disagreed)."""
+
+from __future__ import annotations
+
+import typer
+
+from diskkit import exitcodes
+from diskkit.cli.app import app
+from diskkit.cli.output import console, emit_json
+from diskkit.diagnose import Diagnosis, diagnose, verify
+from diskkit.findings import Finding
+
+_VERDICT = {True: "[green]WILL BOOT[/green]", False: "[red]WILL NOT BOOT[/red]",
+            None: "[yellow]CANNOT TELL[/yellow]"}
+
+
+def _exit(will_boot: bool | None) -> int:
+    return {True: exitcodes.OK, False: exitcodes.FINDINGS}.get(will_boot, exitcodes.UNKNOWN)
+
+
+def print_finding(f: Finding, first: bool) -> None:
+    """A finding: code and message, its evidence, its fix."""
+    tag = "cause" if first else str(f.severity)
+    console.print(f"  [bold]{tag}[/bold] {f.code}: ", end="")
+    console.print(f.message, markup=False, soft_wrap=True)
+    for e in f.evidence:
+        where = f" @0x{e.offset:x}" if e.offset is not None else ""
+        data = f" = {e.data.hex(' ')}" if e.data else ""
+        console.print(f"    evidence{where}{data}: {e.note}", markup=False, soft_wrap=True)
+    if f.fix:
+        console.print(f"    fix: {f.fix}", markup=False, soft_wrap=True)
+
+
+def print_diagnosis(d: Diagnosis) -> None:
+    """The human form: verdict line, reason, findings cause first."""
+    console.print(f"{d.target}: {_VERDICT[d.will_boot]} ({d.firmware}, as {d.media}, "
+                  f"opened as {d.format}; the bytes are {d.detected_format})", soft_wrap=True)
+    console.print(f"  {d.reason}", markup=False, soft_wrap=True)
+    for i, f in enumerate(d.findings):
+        print_finding(f, i == 0 and d.will_boot is False)
+
+
+@app.command("diagnose")
+def diagnose_cmd(
+    target: str = typer.Argument(..., help="Image path, nbd:// URI or rbd:POOL/IMAGE."),
+    fmt: str | None = typer.Option(
+        None, "-f", "--format", help="The format the hypervisor opens it with "
+        "(a Ceph volume is raw). Default: raw for rbd:, else the detected format."),
+    firmware: str = typer.Option("auto", "--firmware",
+                                 help="bios, uefi, or auto (BIOS: Nova's default)."),
+    media: str = typer.Option("disk", "--as", help="disk or cdrom."),
+    do_verify: bool = typer.Option(False, "--verify",
+                                   help="Boot it under real firmware and compare."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds for the --verify boot."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (docs/json.md)."),
+) -> None:
+    """Say whether the target will boot, why not, and the fix."""
+    if not do_verify:
+        d = diagnose(target, fmt, firmware=firmware, media=media)
+        if json_out:
+            emit_json(d.to_dict())
+        else:
+            print_diagnosis(d)
+        raise typer.Exit(_exit(d.will_boot))
+    v = verify(target, fmt, firmware=firmware, media=media, timeout=timeout)
+    if json_out:
+        emit_json(v.to_dict())
+    else:
+        print_diagnosis(v.diagnosis)
+        b = v.boot
+        console.print(f"  firmware boot ({b.firmware}, {b.accel}, {b.seconds:.1f} s): "
+                      f"{b.outcome}" + (f" ({b.loader})" if b.loader else ""),
+                      markup=False, soft_wrap=True)
+        for m in b.messages[-4:]:
+            console.print(f"    firmware: {m}", markup=False, soft_wrap=True)
+        state = {True: "[green]AGREE[/green]", False: "[red]DISAGREE[/red]: the prediction "
+                 "is wrong, please report it", None: "[yellow]NOT COMPARED[/yellow]: one side "
+                 "could not tell"}[v.agree]
+        console.print(f"  verify: {state}", soft_wrap=True)
+    if v.agree is False or v.agree is None:
+        raise typer.Exit(exitcodes.UNKNOWN)
+    raise typer.Exit(_exit(v.diagnosis.will_boot))
