@@ -25,9 +25,15 @@ from diskkit.runner import run, which
 SECTOR = 512
 
 
+_DM_OK: list[bool] = []
+
+
 def dm_available() -> bool:
-    """True when the kernel has device-mapper (loading dm-mod if needed)."""
+    """True when the kernel has device-mapper (loading dm-mod if needed; a yes is cached)."""
+    if _DM_OK:
+        return True
     if os.path.exists("/dev/mapper/control") and _dm_version_ok():
+        _DM_OK.append(True)
         return True
     if which("modprobe"):
         run(["modprobe", "-q", "dm-mod"], timeout=30, check=False)

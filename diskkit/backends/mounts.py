@@ -41,13 +41,19 @@ def probe(device: str) -> dict[str, str]:
     return out
 
 
+_SUPPORTED: set[str] = set()
+
+
 def kernel_supports(fstype: str) -> bool:
     """True when the running kernel can mount ``fstype`` (listed in /proc/filesystems, or a
     module that modprobe can load)."""
     name = _KERNEL_FS.get(fstype, fstype)
+    if name in _SUPPORTED:
+        return True
     try:
         with open("/proc/filesystems", encoding="ascii") as f:
             if any(line.split()[-1] == name for line in f if line.strip()):
+                _SUPPORTED.add(name)
                 return True
     except OSError:
         return False

@@ -41,7 +41,8 @@ _LOADER_FAILED = re.compile(r"grub rescue>|Entering rescue mode|GRUB Geom Error|
 #: GRUB's full environment (normal.mod) is up, or our sample's grub.cfg ran.
 _LOADER_READY = re.compile(r"GNU GRUB  version|grub> ?$|DISKKIT-BOOT-OK|^boot: ?$|"
                            r"Windows Boot Manager", re.M)
-_KERNEL = re.compile(r"Linux version \d|Decompressing Linux|EFI stub: |Booting the kernel")
+_KERNEL = re.compile(r"Linux version \d|Decompressing Linux|EFI stub: |Booting the kernel|"
+                     r"Kernel panic - not syncing|\[ +\d+\.\d{6}\] ")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ SETTLE_CODE = 6.0
 #: Seconds a boot loader's prompt or menu must stand without an error: "bootloader-reached".
 SETTLE_LOADER = 2.0
 #: The same when only its first stage spoke ("GRUB loading."): modules may still be loading.
-SETTLE_LOADER_START = 10.0
+SETTLE_LOADER_START = 15.0
 
 
 @dataclass(frozen=True)
@@ -166,12 +166,14 @@ def _boot(argv: list[str], work: pathlib.Path, timeout: float, screenshot: str |
         qmp = None
         try:
             while time.monotonic() < deadline:
-                if proc.poll() is not None:
+                if proc.poll() is not None:  # the guest powered off, rebooted or died
                     if proc.returncode != 0 and not _read(work / "firmware.log"):
                         err = proc.stderr.read().decode(errors="replace") if proc.stderr \
                             else ""
                         raise HostError(f"qemu-system-x86_64 failed: {err.strip()[-300:]}",
                                         code="command-failed")
+                    console = _read(work / "serial.log")
+                    obs = observe(_read(work / "firmware.log"), console, screen)
                     break
                 qmp = qmp or _connect(work / "qmp.sock")
                 screen = _screen(qmp, work) or screen

@@ -55,11 +55,13 @@ def _print_findings(source: str, findings: list[dict[str, Any]]) -> None:
 
 def _summary(d: dict[str, Any]) -> None:
     rate = d["throughput_bytes_per_second"]
-    written = d["target_bytes"] if d["target_bytes"] is not None else d["required_bytes"]
+    if d["target_bytes"] is not None:
+        written = f"occupies {human_size(d['target_bytes'])}"
+    else:
+        written = f"measured {human_size(d['required_bytes'])}"
     console.print(f"[bold green]converted[/] {d['source']} ({d['source_format']}) -> "
                   f"{d['target']} ({d['target_format']})")
-    console.print(f"  virtual size {human_size(d['virtual_size'])}, written "
-                  f"{human_size(written)}"
+    console.print(f"  virtual size {human_size(d['virtual_size'])}, {written}"
                   f", {d['convert_seconds']:.2f} s"
                   + (f" ({human_size(rate)}/s)" if rate else ""))
     if d["available_bytes"] is None:

@@ -48,8 +48,10 @@ def _print(result: ScanResult) -> None:
         console.print(f"[red]{len(bad)} image(s) whose bytes are not raw[/red] (cannot be "
                       "cloned copy-on-write, will not boot as volumes):")
         for r in bad:
-            why = (f"holds {r.format}" if r.format not in ("raw", "iso")
-                   else f"parent {r.parent} holds {r.parent_format}")
+            own = r.format not in ("raw", "iso")
+            why = f"holds {r.format}" if own else f"parent {r.parent} holds {r.parent_format}"
+            if own and r.parent and r.parent_format not in (None, "raw", "iso"):
+                why += f" (clone of {r.parent}, whose chain holds {r.parent_format})"
             console.print(f"  {r.spec}: {why}", markup=False)
     else:
         console.print("[green]every image's bytes are raw[/green]")

@@ -205,7 +205,7 @@ def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
     opts = qemuimg.ConvertOptions(
         src.format, out_format, compress=req.compress, preallocate=req.preallocate,
         coroutines=req.coroutines, options=qemuimg.check_options(req.options),
-        no_create=no_create, target_is_zero=zero)
+        no_create=no_create, target_is_zero=zero, out_of_order=src.format != "vmdk")
     argv = qemuimg.convert_argv(opts, plan.qemu_filename(src.target), out.qemu_name)
     size = src.virtual_size or m.fully_allocated
     timeout = max(MIN_TIMEOUT, size / MIN_RATE)
@@ -232,7 +232,11 @@ def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
             result.verified = True
         out.publish()
     except BaseException as exc:
-        removed = out.discard()
+        try:
+            removed = out.discard()
+        except Exception as cleanup:  # never hide why we stopped behind a cleanup failure
+            _say(f"could not remove the partial output {out.qemu_name}: {cleanup}")
+            raise exc from None
         if not quiet or isinstance(exc, KeyboardInterrupt):
             if removed:
                 _say(f"stopped: removed the partial output {removed}")

@@ -112,7 +112,7 @@ def gather(target: Target, container: Reader, fmt: str | None) -> Facts:
     here before returning, so Facts hold only data (and readers that are closed)."""
     detection = detect(container)
     facts = Facts(target, detection, hypervisor_format(target, detection, fmt))
-    if facts.format == "raw" or facts.format == "iso":
+    if facts.format in ("raw", "iso"):
         _inspect(facts, container)
         return facts
     if facts.format != detection.format:
@@ -135,10 +135,10 @@ def _inspect(facts: Facts, disk: Reader) -> None:
     facts.disk = disk
     facts.sector0 = disk.read(0, 512)
     facts.blank, facts.allocated = _blank(disk)
-    if facts.blank or (facts.detection.format in COMPRESSED + ARCHIVES and
-                       disk is not None) or (facts.format == "raw" and
-                                             is_container(facts.detection)):
-        return
+    not_a_disk = facts.detection.format in COMPRESSED + ARCHIVES or (
+        facts.format == "raw" and is_container(facts.detection))
+    if facts.blank or not_a_disk:
+        return  # the universal rules decide; nothing on it to inspect
     from diskkit.layout import inspect_layout
 
     try:

@@ -49,13 +49,25 @@ class Source:
     def __init__(self, reader: Reader, *, head_size: int = HEAD_SIZE,
                  budget: int = EXTRA_BUDGET) -> None:
         self.reader = reader
-        self.size = reader.size
-        self.head = reader.read(0, head_size)
-        self.tail_offset = max(0, self.size - TAIL_SIZE)
-        self.tail = reader.read(self.tail_offset, TAIL_SIZE) if self.size else b""
+        self.size = size = reader.size
+        self.head = head = reader.read(0, head_size)
+        self.tail_offset = max(0, size - TAIL_SIZE)
+        if size <= len(head):  # the head holds the whole file: its tail is a slice of it
+            self.tail = head[self.tail_offset:]
+            #: Bytes of head and tail read from the reader (the tail is not re-read when
+            #: the head holds the whole file).
+            self.base_read = len(head)
+        else:
+            self.tail = reader.read(self.tail_offset, TAIL_SIZE)
+            self.base_read = len(head) + len(self.tail)
         self.budget = budget
         #: Extra bytes read so far (head and tail not counted).
         self.extra_read = 0
+
+    @property
+    def bytes_read(self) -> int:
+        """Every byte read from the reader: head, tail (when read apart) and extra reads."""
+        return self.base_read + self.extra_read
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Source:
@@ -86,14 +98,21 @@ class Source:
         return data
 
 
+#: Compiled struct formats, so a detection never re-parses a format string.
+_STRUCTS: dict[str, struct.Struct] = {}
+
+
 def unpack(fmt: str, data: bytes, offset: int, what: str) -> tuple[Any, ...]:
     """``struct.unpack_from`` that raises :class:`ImageError` (truncated-header) when
     ``data`` is too short, instead of struct.error."""
-    need = struct.calcsize(fmt)
+    st = _STRUCTS.get(fmt)
+    if st is None:
+        st = _STRUCTS[fmt] = struct.Struct(fmt)
+    need = st.size
     if offset < 0 or offset + need > len(data):
         raise ImageError(f"{what}: truncated (needs {need} bytes at offset {offset}, "
                          f"has {max(0, len(data) - offset)})", code="truncated-header")
-    return struct.unpack_from(fmt, data, offset)
+    return st.unpack_from(data, offset)
 
 
 def one(fmt: str, data: bytes, offset: int, what: str) -> Any:

@@ -45,6 +45,19 @@ PROBES: tuple[tuple[str, Callable[[Source], Match | None]], ...] = (
     ("iso", iso.probe),
 )
 
+#: Probes whose signature can only sit at offset 0, keyed by the signature's first two
+#: bytes (all distinct): a file runs at most one of them, chosen by one dict look-up. Each
+#: probe still checks its whole signature; the key is only a necessary condition.
+AT_ZERO: dict[bytes, str] = {
+    b"QF": "qcow2", b"QE": "qed", b"vh": "vhdx", b"LU": "luks",
+    b"\x1f\x8b": "compressed", b"\xfd7": "compressed", b"\x28\xb5": "compressed",
+    b"BZ": "compressed", b"PK": "compressed",
+}
+#: Probes run on every file: signatures away from offset 0 (VDI @0x40, ustar @257, a fixed
+#: VHD's footer in the tail, ISO 9660 @32769) or in text (a VMDK descriptor), each cheap
+#: to rule out.
+ALWAYS = frozenset({"vmdk", "vdi", "tar", "vhd", "iso"})
+
 #: Every format name detection can give.
 FORMATS = ("raw", "qcow2", "qed", "vmdk", "vhdx", "vdi", "vhd", "iso", "luks", "gzip", "xz",
            "zstd", "bzip2", "zip", "tar", "ova")
@@ -106,7 +119,10 @@ def detect(reader: Reader) -> Detection:
     """
     src = Source(reader)
     matches: list[Match] = []
-    for _name, probe in PROBES:
+    first = AT_ZERO.get(src.head[:2])
+    for name, probe in PROBES:
+        if name != first and name not in ALWAYS:
+            continue  # its signature cannot be at offset 0 of this file
         try:
             m = probe(src)
         except ImageError as exc:
@@ -125,7 +141,7 @@ def detect(reader: Reader) -> Detection:
         fmt, vsize, details = primary.format, primary.virtual_size, dict(primary.details)
     else:
         fmt, vsize, details = "raw", src.size, {}
-    read = len(src.head) + len(src.tail) + src.extra_read
+    read = src.bytes_read
     # The bytes at the start are the guest's only for raw, iso and a fixed VHD.
     guest_at_zero = fmt in ("raw", "iso") or details.get("subformat") == "fixed"
     table = partitions.note(src) if guest_at_zero else None

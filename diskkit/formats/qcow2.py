@@ -6,11 +6,14 @@ table"). All numbers are big-endian. Version 2 headers are 72 bytes; version 3 h
 ``compression_type`` at offset 104. Header extensions follow the header, up to the end of the
 first cluster (or the backing file name, when that comes first).
 
-This module raises :class:`ImageError` only for a header that cannot be read at all (short,
-bad magic, version other than 2 or 3, impossible cluster size or header length, extensions
-running past the bytes given). Everything merely *unsafe* (a backing file, an external data
-file, unknown feature bits, tables past the end of the file) is exposed as a field; the safety
-checks in :mod:`diskkit.formats.qcow2_checks` turn those into findings.
+This module raises :class:`ImageError` (a :class:`Qcow2HeaderError`, which names the field at
+fault) only for a header that cannot be read at all (short, bad magic, version other than 2 or
+3, impossible cluster size or header length, extensions running past the bytes given). The
+readers refuse such an image; detection turns it into a ``qcow2-bad-version`` /
+``qcow2-bad-header`` finding (:func:`diskkit.formats.qcow2_checks.probe`). Everything merely
+*unsafe* (a backing file, an external data file, unknown feature bits, tables past the end of
+the file) is exposed as a field; the safety checks in :mod:`diskkit.formats.qcow2_checks` turn
+those into findings.
 """
 
 from __future__ import annotations
@@ -50,6 +53,19 @@ COMPRESSION_NAMES = {0: "zlib", 1: "zstd"}
 _FEATURE_ENTRY = 48  # type (1), bit (1), name (46)
 _FIXED = struct.Struct(">4sIQIIQIIQQIIQ")  # bytes 0..71
 _V3 = struct.Struct(">QQQII")  # bytes 72..103
+
+
+class Qcow2HeaderError(ImageError):
+    """A qcow2 header that cannot be read: the :class:`ImageError` :func:`parse_header`
+    raises, with the header field at fault (``offset``, ``length`` bytes of the file) and
+    whether the bytes simply end too soon (``truncated``) rather than hold a bad value."""
+
+    def __init__(self, message: str, *, code: str, offset: int, length: int,
+                 truncated: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.offset = offset
+        self.length = length
+        self.truncated = truncated
 
 
 @dataclass(frozen=True)
@@ -138,25 +154,27 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
-def _extensions(data: bytes, start: int, end: int) -> list[tuple[int, int, bytes]]:
+def _extensions(data: bytes, start: int, end: int,
+                file_size: int) -> list[tuple[int, int, bytes]]:
     """Walk the header extensions in ``data[start:end]`` (qcow2.txt "Header extensions")."""
     out: list[tuple[int, int, bytes]] = []
     pos = start
     while pos < end:
         if pos + 8 > len(data):
-            raise ImageError(
+            raise Qcow2HeaderError(
                 f"qcow2 header extension at {pos} runs past the {len(data)} bytes read",
-                code="qcow2-bad-header",
+                code="qcow2-bad-header", offset=pos, length=8,
+                truncated=file_size <= len(data),
             )
         ext_type, length = struct.unpack_from(">II", data, pos)
         if ext_type == EXT_END:
             break
         data_at = pos + 8
         if data_at + length > end or data_at + length > len(data):
-            raise ImageError(
+            raise Qcow2HeaderError(
                 f"qcow2 header extension {ext_type:#010x} at {pos} claims {length} bytes, "
                 f"past the end of the header area",
-                code="qcow2-bad-header",
+                code="qcow2-bad-header", offset=pos, length=8,
             )
         out.append((ext_type, data_at, bytes(data[data_at : data_at + length])))
         pos = data_at + ((length + 7) & ~7)
@@ -178,19 +196,21 @@ def parse_header(data: bytes, file_size: int) -> Qcow2Header:
     Raises :class:`ImageError` when the header cannot be read as qcow2.
     """
     if len(data) < V2_HEADER_LENGTH:
-        raise ImageError(f"qcow2 header is truncated ({len(data)} of 72 bytes)",
-                         code="qcow2-bad-header")
+        raise Qcow2HeaderError(f"qcow2 header is truncated ({len(data)} of 72 bytes)",
+                               code="qcow2-bad-header", offset=0, length=len(data),
+                               truncated=True)
     (magic, version, bf_offset, bf_size, cluster_bits, size, crypt, l1_size, l1_offset,
      rt_offset, rt_clusters, nb_snap, snap_offset) = _FIXED.unpack_from(data, 0)
     if magic != MAGIC:
-        raise ImageError(f"not a qcow2 header: magic {magic!r}, expected {MAGIC!r}",
-                         code="qcow2-bad-header")
+        raise Qcow2HeaderError(f"not a qcow2 header: magic {magic!r}, expected {MAGIC!r}",
+                               code="qcow2-bad-header", offset=0, length=4)
     if version not in (2, 3):
-        raise ImageError(f"qcow2 version {version} is not 2 or 3", code="qcow2-bad-version")
+        raise Qcow2HeaderError(f"qcow2 version {version} is not 2 or 3",
+                               code="qcow2-bad-version", offset=4, length=4)
     if not 9 <= cluster_bits <= 21:
         # qcow2.txt: at least 9; qemu cannot open clusters larger than 2 MiB.
-        raise ImageError(f"qcow2 cluster_bits {cluster_bits} is outside 9..21",
-                         code="qcow2-bad-header")
+        raise Qcow2HeaderError(f"qcow2 cluster_bits {cluster_bits} is outside 9..21",
+                               code="qcow2-bad-header", offset=20, length=4)
     cluster_size = 1 << cluster_bits
     incompat = compat = autoclear = 0
     refcount_order = 4  # fixed for version 2
@@ -198,15 +218,20 @@ def parse_header(data: bytes, file_size: int) -> Qcow2Header:
     compression_type = 0
     if version == 3:
         if len(data) < V3_MIN_HEADER_LENGTH:
-            raise ImageError(f"qcow2 v3 header is truncated ({len(data)} of 104 bytes)",
-                             code="qcow2-bad-header")
+            raise Qcow2HeaderError(f"qcow2 v3 header is truncated ({len(data)} of 104 bytes)",
+                                   code="qcow2-bad-header", offset=72,
+                                   length=len(data) - 72, truncated=True)
         incompat, compat, autoclear, refcount_order, header_length = _V3.unpack_from(data, 72)
         if header_length < V3_MIN_HEADER_LENGTH or header_length % 8:
-            raise ImageError(f"qcow2 header_length {header_length} is not a multiple of 8 "
-                             f"of at least 104", code="qcow2-bad-header")
+            raise Qcow2HeaderError(f"qcow2 header_length {header_length} is not a multiple "
+                                   f"of 8 of at least 104", code="qcow2-bad-header",
+                                   offset=100, length=4)
         if header_length > cluster_size or header_length > len(data):
-            raise ImageError(f"qcow2 header_length {header_length} runs past the first "
-                             f"cluster or the bytes read", code="qcow2-bad-header")
+            raise Qcow2HeaderError(f"qcow2 header_length {header_length} runs past the "
+                                   f"first cluster or the bytes read", code="qcow2-bad-header",
+                                   offset=100, length=4,
+                                   truncated=header_length <= cluster_size
+                                   and file_size <= len(data))
         if header_length > 104:  # "present" when header_length > the field's offset
             compression_type = data[104]
     # Extensions end at the first cluster's end, or where the backing file name starts.
@@ -215,7 +240,7 @@ def parse_header(data: bytes, file_size: int) -> Qcow2Header:
         ext_end = bf_offset
     if file_size <= len(data):  # the whole file was given: a short file ends the area
         ext_end = min(ext_end, len(data))
-    extensions = _extensions(data, header_length, ext_end)
+    extensions = _extensions(data, header_length, ext_end, file_size)
     backing_file = None
     if bf_offset and bf_size <= MAX_BACKING_FILE_NAME and bf_offset + bf_size <= len(data):
         backing_file = _text(data[bf_offset : bf_offset + bf_size])

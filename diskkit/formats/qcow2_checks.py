@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from diskkit.errors import ImageError
 from diskkit.findings import Finding, Severity
 from diskkit.formats.base import Match, Source, finding
-from diskkit.formats.qcow2 import parse_header
+from diskkit.formats.qcow2 import Qcow2Header, Qcow2HeaderError, parse_header
 
 MAGIC = b"QFI\xfb"
 KNOWN_INCOMPATIBLE = 0x1F
@@ -25,10 +24,9 @@ EXTENDED_L2_BIT = 1 << 4
 MAX_L1_BYTES = 32 << 20
 MAX_REFTABLE_BYTES = 8 << 20
 MAX_SNAPSHOTS = 65536
-
-
-def _get(h: Any, name: str, default: Any = None) -> Any:
-    return getattr(h, name, default)
+#: What each unreadable-header error names, for the finding's evidence note.
+_FIELDS = {0: "magic", 4: "version", 20: "cluster_bits", 72: "version 3 header fields",
+           100: "header_length"}
 
 
 def _oob(what: str, offset: int, data: bytes, **details: Any) -> Finding:
@@ -37,15 +35,34 @@ def _oob(what: str, offset: int, data: bytes, **details: Any) -> Finding:
                    [(what, offset, data)], **details)
 
 
-def checks(h: Any, head: bytes, file_size: int) -> list[Finding]:
-    """Every qcow2 safety check over a parsed header."""
+def unreadable(exc: Qcow2HeaderError, head: bytes) -> Finding:
+    """The ``qcow2-bad-version`` / ``qcow2-bad-header`` finding for a header qemu cannot
+    read (the readers refuse it with the same code)."""
+    field = _FIELDS.get(exc.offset, "header extension")
+    evidence = [(field, exc.offset, head[exc.offset:exc.offset + exc.length])]
+    if exc.code == "qcow2-bad-version":
+        version = int.from_bytes(head[4:8], "big")
+        if version == 1:  # qemu's legacy "qcow" format shares the magic (block/qcow.c)
+            fix = ("this is the legacy qcow (version 1) format, which OpenStack refuses: "
+                   "convert it on a trusted host (qemu-img convert -f qcow -O qcow2 IN OUT)")
+        else:
+            fix = ("refuse the image: no qemu reads this version; ask for a qcow2 written "
+                   "with compat=1.1 (version 3) or compat=0.10 (version 2)")
+        return finding("qcow2-bad-version", Severity.ERROR,
+                       f"{exc.message}: qemu will not open it as qcow2", fix, evidence,
+                       version=version)
+    return finding("qcow2-bad-header", Severity.ERROR,
+                   f"{exc.message}: qemu will not open it (a garbled or hostile header)",
+                   "refuse the image; if its source is trusted, rebuild it there (qemu-img "
+                   "convert -O qcow2) and compare checksums", evidence)
+
+
+def checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
+    """Every qcow2 safety check over a parsed header (its version, cluster size and header
+    length are valid: :func:`parse_header` raises otherwise, and :func:`probe` turns that
+    into :func:`unreadable`'s finding)."""
     out: list[Finding] = []
-    version = _get(h, "version")
-    if version not in (2, 3):
-        out.append(finding("qcow2-bad-version", Severity.ERROR,
-                           f"qcow2 version {version} is not 2 or 3", "refuse the image",
-                           [("version", 4, head[4:8])]))
-    backing = _get(h, "backing_file")
+    backing = h.backing_file
     if backing is not None or int.from_bytes(head[8:16], "big"):
         out.append(finding(
             "qcow2-backing-file", Severity.ERROR,
@@ -53,9 +70,9 @@ def checks(h: Any, head: bytes, file_size: int) -> list[Finding]:
             "host (CVE-2024-32498)",
             "flatten it on a trusted host: qemu-img convert -f qcow2 -O qcow2 IN OUT "
             "(or refuse it)", [("backing file offset and size", 8, head[8:20])],
-            backing_file=backing, backing_format=_get(h, "backing_format")))
-    incompat = _get(h, "incompatible_features", 0) or 0
-    data_file = _get(h, "data_file")
+            backing_file=backing, backing_format=h.backing_format))
+    incompat = h.incompatible_features
+    data_file = h.data_file
     if incompat & DATA_FILE_BIT or data_file is not None:
         out.append(finding(
             "qcow2-data-file", Severity.ERROR,
@@ -75,7 +92,7 @@ def checks(h: Any, head: bytes, file_size: int) -> list[Finding]:
                            "qcow2 image is marked corrupt: qemu opens it read-only only",
                            "run qemu-img check -r all on a copy",
                            [("incompatible features", 72, head[72:80])]))
-    crypt = _get(h, "crypt_method", 0) or 0
+    crypt = h.crypt_method
     if crypt:
         legacy = crypt == 1
         out.append(finding(
@@ -84,12 +101,12 @@ def checks(h: Any, head: bytes, file_size: int) -> list[Finding]:
                                           "to run it)" if legacy else " (LUKS)"),
             "decrypt it on a trusted host: qemu-img convert --object secret,... -O qcow2",
             [("crypt method", 32, head[32:36])], crypt_method=crypt))
-    cluster_bits = _get(h, "cluster_bits", 16)
+    cluster_bits = h.cluster_bits
     if not 9 <= cluster_bits <= 21:
         out.append(_oob("cluster size (cluster_bits)", 20, head[20:24]))
         return out
     cluster = 1 << cluster_bits
-    l1_size, l1_off = _get(h, "l1_size", 0), _get(h, "l1_table_offset", 0)
+    l1_size, l1_off = h.l1_size, h.l1_table_offset
     if l1_size * 8 > MAX_L1_BYTES:
         out.append(finding("absurd-table-size", Severity.ERROR,
                            f"qcow2 L1 table of {l1_size} entries ({l1_size * 8} bytes) is over "
@@ -99,10 +116,10 @@ def checks(h: Any, head: bytes, file_size: int) -> list[Finding]:
         out.append(_oob("L1 table", 40, head[40:48], l1_table_offset=l1_off))
     entry = 16 if incompat & EXTENDED_L2_BIT else 8
     per_l1 = cluster * (cluster // entry)
-    size = _get(h, "size", 0) or 0
+    size = h.size
     if -(-size // per_l1) > l1_size and l1_size * 8 <= MAX_L1_BYTES:
         out.append(_oob("L1 table (too small for the virtual size)", 36, head[36:40]))
-    rt_off, rt_clusters = _get(h, "refcount_table_offset"), _get(h, "refcount_table_clusters")
+    rt_off, rt_clusters = h.refcount_table_offset, h.refcount_table_clusters
     if rt_off is not None and rt_clusters is not None:
         if rt_clusters * cluster > MAX_REFTABLE_BYTES:
             out.append(finding("absurd-table-size", Severity.ERROR,
@@ -111,39 +128,42 @@ def checks(h: Any, head: bytes, file_size: int) -> list[Finding]:
                                                                     56, head[56:60])]))
         elif rt_off + rt_clusters * cluster > file_size:
             out.append(_oob("refcount table", 48, head[48:60]))
-    nb_snap = _get(h, "nb_snapshots")
+    nb_snap = h.nb_snapshots
     if nb_snap is not None and nb_snap > MAX_SNAPSHOTS:
         out.append(finding("absurd-table-size", Severity.ERROR,
                            f"qcow2 claims {nb_snap} snapshots (qemu allows {MAX_SNAPSHOTS})",
                            "refuse the image", [("nb_snapshots", 60, head[60:64])]))
-    elif nb_snap and _get(h, "snapshots_offset", 0) >= file_size:
+    elif nb_snap and h.snapshots_offset >= file_size:
         out.append(_oob("snapshot table", 64, head[64:72]))
     return out
 
 
 def probe(src: Source) -> Match | None:
-    """A qcow2 image (header parsed by the readers' parser), or None."""
-    if src.head[:4] != MAGIC:
+    """A qcow2 image (header parsed by the readers' parser), or None.
+
+    A header qemu cannot read (a version other than 2 or 3, garbled fields) is still a qcow2
+    file: it gives a match with no size and a blocking ``qcow2-bad-version`` /
+    ``qcow2-bad-header`` finding. Only a file too short to hold the header is unreadable
+    input (:class:`~diskkit.errors.ImageError`).
+    """
+    head = src.head
+    if head[:4] != MAGIC:
         return None
     try:
-        h = parse_header(src.head, src.size)
-    except ImageError as exc:
-        if exc.code != "qcow2-bad-version":
+        h = parse_header(head, src.size)
+    except Qcow2HeaderError as exc:
+        if exc.truncated:
             raise
-        # A version qemu cannot read is a finding about a recognised qcow2, not unreadable
-        # input: report it (oslo.utils says nothing about it).
-        version = int.from_bytes(src.head[4:8], "big")
-        return Match("qcow2", None, {"version": version}, (finding(
-            "qcow2-bad-version", Severity.ERROR, f"qcow2 version {version} is not 2 or 3",
-            "refuse the image", [("version", 4, src.head[4:8])]),))
-    incompat = _get(h, "incompatible_features", 0) or 0
+        version = int.from_bytes(head[4:8], "big")
+        return Match("qcow2", None, {"version": version, "header_error": exc.code},
+                     (unreadable(exc, head),))
+    incompat = h.incompatible_features
     details = {
-        "version": _get(h, "version"), "cluster_size": 1 << _get(h, "cluster_bits", 16)
-        if 0 <= _get(h, "cluster_bits", 16) < 64 else None,
-        "backing_file": _get(h, "backing_file"), "backing_format": _get(h, "backing_format"),
-        "data_file": _get(h, "data_file"), "crypt_method": _get(h, "crypt_method"),
+        "version": h.version, "cluster_size": h.cluster_size,
+        "backing_file": h.backing_file, "backing_format": h.backing_format,
+        "data_file": h.data_file, "crypt_method": h.crypt_method,
         "incompatible_features": incompat, "extended_l2": bool(incompat & EXTENDED_L2_BIT),
-        "compression_type": _get(h, "compression_type"),
-        "l1_size": _get(h, "l1_size"), "l1_table_offset": _get(h, "l1_table_offset"),
+        "compression_type": h.compression_type,
+        "l1_size": h.l1_size, "l1_table_offset": h.l1_table_offset,
     }
-    return Match("qcow2", _get(h, "size"), details, tuple(checks(h, src.head, src.size)))
+    return Match("qcow2", h.size, details, tuple(checks(h, head, src.size)))

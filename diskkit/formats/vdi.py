@@ -10,9 +10,10 @@ parent UUID @0x1B8. qemu rounds an odd disk size up to a whole sector.
 from __future__ import annotations
 
 from diskkit.findings import Finding, Severity
-from diskkit.formats.base import Match, Source, ascii_field, finding, one, unpack
+from diskkit.formats.base import Match, Source, ascii_field, finding, unpack
 
 SIGNATURE = 0xBEDA107F
+_SIGNATURE_BYTES = SIGNATURE.to_bytes(4, "little")
 TYPES = {1: "dynamic", 2: "static", 3: "undo", 4: "differencing"}
 #: Block maps over this many bytes are absurd (qemu's VDI_BLOCKS_IN_IMAGE_MAX is 0x3fffffff).
 MAX_BMAP_BYTES = 32 << 20
@@ -20,7 +21,7 @@ MAX_BMAP_BYTES = 32 << 20
 
 def probe(src: Source) -> Match | None:
     """A VDI image, or None."""
-    if len(src.head) < 0x44 or one("<I", src.head, 0x40, "VDI signature") != SIGNATURE:
+    if src.head[0x40:0x44] != _SIGNATURE_BYTES:
         return None
     (version, _hsize, image_type, _flags) = unpack("<IIII", src.head, 0x44, "VDI header")
     bmap_off, data_off = unpack("<II", src.head, 0x154, "VDI header")

@@ -90,13 +90,19 @@ def parse(data: bytes) -> Descriptor:
     return Descriptor(create, tuple(extents), fields, tuple(bad))
 
 
+_CREATE_TYPE_LINE = re.compile(rb"(?m)^\s*createType\s*=")
+_VERSION_LINE = re.compile(rb"(?m)^\s*version\s*=")
+
+
 def looks_like_descriptor(head: bytes) -> bool:
     """True when ``head`` is a plain-text VMDK descriptor (not a sparse file's header)."""
     if head[:21].lower() == b"# disk descriptorfile":
         return True
-    text = head.split(b"\0", 1)[0][:4096]
-    return bool(re.search(rb"(?m)^\s*createType\s*=", text)) and bool(
-        re.search(rb"(?m)^\s*version\s*=", text))
+    # Text up to the first NUL, at most 4 KiB (sliced first: never copy the whole head).
+    text = head[:4096].split(b"\0", 1)[0]
+    if b"createType" not in text:  # the regexes below cannot match without it
+        return False
+    return bool(_CREATE_TYPE_LINE.search(text)) and bool(_VERSION_LINE.search(text))
 
 
 def check(desc: Descriptor, offset: int, raw: bytes, *, embedded: bool) -> list[Finding]:

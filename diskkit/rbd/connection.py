@@ -124,7 +124,9 @@ def connect(conf: str | None = None, user: str | None = None, keyring: str | Non
                         code="ceph-conf-missing", hint="pass :conf=PATH or set CEPH_CONF")
     seconds = timeout_seconds()
     options = {"client_mount_timeout": str(seconds), "rados_mon_op_timeout": str(seconds),
-               "rados_osd_op_timeout": str(seconds)}
+               "rados_osd_op_timeout": str(seconds),
+               # librados logs to stderr by default: diskkit prints one line per error.
+               "log_to_stderr": "false", "err_to_stderr": "false"}
     if keyring:
         options["keyring"] = keyring
     try:
@@ -138,7 +140,12 @@ def connect(conf: str | None = None, user: str | None = None, keyring: str | Non
         cluster.connect(timeout=seconds)
     except rados.Error as exc:
         cluster.shutdown()
-        raise translate(exc, spec) from None
+        err = translate(exc, spec)
+        if err.code == "ceph-unreachable" and (user or keyring):
+            # A monitor that refuses the key looks the same as one that does not answer.
+            err.hint = (f"{err.hint}; or the monitors refused client.{user or 'admin'}'s "
+                        "key: check :id= and :keyring=")
+        raise err from None
     except BaseException:
         cluster.shutdown()
         raise

@@ -15,7 +15,7 @@ import bisect
 from collections.abc import Iterator
 from typing import Any
 
-from diskkit.errors import UserError
+from diskkit.errors import ImageError, UserError
 from diskkit.rbd.connection import Connection, connect, modules, translate
 from diskkit.readers.base import Extent, Reader
 from diskkit.target import Target, parse_target
@@ -76,6 +76,14 @@ class RbdReader(Reader):
                                     code="rbd-snapshot-not-found",
                                     hint=f"list its snapshots: rbd snap ls "
                                     f"{image_spec(t.pool, t.namespace, t.image)}") from None
+            if t.image in rbd.RBD().list(self.ioctx):
+                # Listed but cannot be opened: librbd failed to open its parent (a clone
+                # whose parent pool, image or snapshot was deleted).
+                raise ImageError(f"{t.spec}: the image exists but cannot be opened: its "
+                                 "parent (clone source) is missing", code="rbd-parent-missing",
+                                 hint="the parent's pool or snapshot was deleted; restore it "
+                                 "from a backup (a clone must be flattened before its parent "
+                                 "goes)") from None
             raise UserError(f"{t.spec}: no RBD image {self.spec}", code="rbd-image-not-found",
                             hint=f"list the pool's images: rbd ls {t.pool}"
                             + (f" --namespace {t.namespace}" if t.namespace else "")) from None

@@ -41,6 +41,28 @@ def grub_mbr(path: pathlib.Path, prefix: str = "(hd0,msdos1)/boot/grub") -> None
     _disk.grub_install(path, prefix, ["biosdisk", "part_msdos", "ext2"])
 
 
+def grub_kernel(path: pathlib.Path) -> None:
+    """The healthy GRUB disk with a real Linux kernel (this host's /boot/vmlinuz, from Debian's
+    linux-image-amd64) that grub.cfg boots at once; with no initrd it panics after starting,
+    and panic=-1 ends the VM: boot-test sees "kernel-started"."""
+    kernels = sorted(pathlib.Path("/boot").glob("vmlinuz-*"))
+    if not kernels:
+        from diskkit.errors import HostError
+        raise HostError("no kernel in /boot for the kernel sample", code="program-missing",
+                        hint="install it: apt-get install linux-image-amd64")
+    _disk.blank(path, 64 * MiB)
+    _disk.partition(path, "label: dos\nlabel-id: 0x4449534b\nstart=2048, type=83, bootable\n")
+    cfg = ("serial --unit=0 --speed=115200\nterminal_output --append serial\n"
+           "linux /boot/vmlinuz console=ttyS0 panic=-1\n"
+           "boot\n")
+    with _tmp() as t:
+        root = pathlib.Path(t) / "root"
+        _disk.grub_tree(root, cfg)
+        (root / "boot" / "vmlinuz").write_bytes(kernels[-1].read_bytes())
+        _disk.mkfs_ext(path, MiB, 63 * MiB, root)
+    _disk.grub_install(path, "(hd0,msdos1)/boot/grub", ["biosdisk", "part_msdos", "ext2"])
+
+
 def grub_gpt(path: pathlib.Path) -> None:
     """64 MiB GPT disk: 1 MiB BIOS boot partition (core.img), partition 2 ext2 /boot/grub."""
     _disk.blank(path, 64 * MiB)
@@ -54,20 +76,23 @@ def grub_gpt(path: pathlib.Path) -> None:
     _disk.grub_install(path, "(hd0,gpt2)/boot/grub", ["biosdisk", "part_gpt", "ext2"])
 
 
-def uefi_only(path: pathlib.Path) -> None:
+def uefi_only(path: pathlib.Path, loader_dir: str = "/EFI/BOOT",
+              loader_name: str = "BOOTX64.EFI") -> None:
     """64 MiB GPT disk: an ESP (FAT16) with \\EFI\\BOOT\\BOOTX64.EFI from grub-mkimage -O
-    x86_64-efi (normal mode built in, grub.cfg beside it), a Linux partition, no BIOS code."""
+    x86_64-efi (normal mode built in, grub.cfg beside it), a Linux partition, no BIOS code.
+    With another ``loader_dir`` (\\EFI\\debian\\grubx64.efi) it is what an installer leaves
+    when it relied on an NVRAM boot entry: a new VM's firmware has no such entry."""
     _disk.blank(path, 64 * MiB)
     _disk.partition(path, f"label: gpt\nlabel-id: {GPT_ID}\nstart=2048, size=65536, type={ESP}\n"
                           f"start=67584, type={LINUX}\n")
     with _tmp() as t:
         tmp = pathlib.Path(t)
         loader, cfg, esp = tmp / "BOOTX64.EFI", tmp / "grub.cfg", tmp / "esp.img"
-        run(["grub-mkimage", "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", str(loader),
+        run(["grub-mkimage", "-O", "x86_64-efi", "-p", loader_dir, "-o", str(loader),
              "normal", "echo", "fat", "part_gpt"], timeout=60)
         cfg.write_text(_disk.GRUB_EFI_CFG)
-        _disk.fat_esp(esp, 32 * MiB, {"/EFI/BOOT/BOOTX64.EFI": loader,
-                                      "/EFI/BOOT/grub.cfg": cfg})
+        _disk.fat_esp(esp, 32 * MiB, {f"{loader_dir}/{loader_name}": loader,
+                                      f"{loader_dir}/grub.cfg": cfg})
         _disk.dd(esp, path, MiB)
     _disk.mkfs_ext(path, 67584 * 512, 64 * MiB - 67584 * 512 - MiB, None, "ext4")
 
@@ -107,6 +132,16 @@ def _iso(hybrid: bool):
                  "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", str(tree)],
                 timeout=120)
     return build
+
+
+def mkrescue(path: pathlib.Path) -> None:
+    """A hybrid ISO from grub-mkrescue: GRUB for BIOS in the MBR and El Torito, an EFI image
+    (\\EFI\\BOOT\\BOOTX64.EFI) as El Torito entry and as a GPT/MBR partition."""
+    with _tmp() as t:
+        tree = pathlib.Path(t) / "tree"
+        (tree / "boot" / "grub").mkdir(parents=True)
+        (tree / "boot" / "grub" / "grub.cfg").write_text(_disk.GRUB_CFG)
+        run(["grub-mkrescue", "-o", str(path), str(tree)], timeout=180)
 
 
 def no_bootloader(path: pathlib.Path) -> None:
@@ -149,6 +184,8 @@ RECIPES = [
                              "variants": [{"firmware_type": "uefi", "will_boot": False,
                                            "firmware": "no-bootable-device",
                                            "codes": ["bios-only-image"]}]}),
+    Recipe("boot-grub-kernel.img", "Healthy BIOS disk whose GRUB boots a Linux kernel",
+           grub_kernel, "raw", {"will_boot": True, "codes": [], "firmware": "kernel-started"}),
     Recipe("boot-grub-gpt.img", "Healthy BIOS disk on GPT: GRUB 2 core.img in a BIOS boot "
            "partition", grub_gpt, "raw", {**_BIOS_OK, "codes": []}),
     Recipe("boot-uefi-only.img", "UEFI-only GPT disk (ESP with BOOTX64.EFI, no BIOS boot "
@@ -156,6 +193,13 @@ RECIPES = [
            {**_NOT, "codes": ["uefi-only-image"], "firmware": "boot-code-ran",
             "variants": [{"firmware_type": "uefi", "will_boot": True, "codes": [],
                           "firmware": "bootloader-reached"}]}),
+    Recipe("boot-esp-no-fallback.img", "GPT disk whose ESP has only \\EFI\\debian\\grubx64.efi "
+           "(no removable-media loader), no BIOS boot code",
+           lambda p: uefi_only(p, "/EFI/debian", "grubx64.efi"), "raw",
+           {**_NOT, "codes": ["no-boot-code"], "firmware": "boot-code-ran",
+            "variants": [{"firmware_type": "uefi", "will_boot": False,
+                          "codes": ["esp-without-removable-loader"],
+                          "firmware": "no-bootable-device"}]}),
     Recipe("boot-blank-volume.raw", "A blank 1 TiB volume (sparse: nothing ever written)",
            blank_volume, "raw", {**_NOT, "codes": ["blank-disk"],
                                  "firmware": "no-bootable-device"}),
@@ -172,6 +216,14 @@ RECIPES = [
                           "firmware": "bootloader-reached"}]}),
     Recipe("boot-hybrid-iso-volume.raw", "A hybrid ISO (ISOLINUX isohdpfx MBR) turned into a "
            "volume: boots as a disk too", _iso(True), "raw", {**_BIOS_OK, "codes": []}),
+    Recipe("boot-grub-mkrescue.iso", "A hybrid BIOS+UEFI ISO from grub-mkrescue turned into "
+           "a volume: boots as a disk and as a CD, with either firmware", mkrescue, "raw",
+           {**_BIOS_OK, "codes": [], "variants": [
+               {"firmware_type": "uefi", "will_boot": True, "codes": [],
+                "firmware": "bootloader-reached"},
+               {"as": "cdrom", "will_boot": True, "codes": [], "firmware": "bootloader-reached"},
+               {"as": "cdrom", "firmware_type": "uefi", "will_boot": True, "codes": [],
+                "firmware": "bootloader-reached"}]}),
     Recipe("boot-grub-prefix-elsewhere.img", "GRUB installed with a prefix on a partition "
            "this disk does not have ((hd0,msdos3) on a 1-partition disk)",
            lambda p: grub_mbr(p, "(hd0,msdos3)/boot/grub"), "raw",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import time
 
 import pytest
 
@@ -14,7 +16,7 @@ from diskkit.backends import guestfs
 from diskkit.backends.lvm import dm_available
 from diskkit.backends.mounts import kernel_supports
 from diskkit.errors import HostError
-from tests.backends.conftest import sha256
+from tests.backends.conftest import diskkit_cmd, sha256
 from tests.backends.test_cli import dk, one_line_error
 from tests.fixtures.lvm_images import FSTAB, GRUB_CFG
 
@@ -67,3 +69,49 @@ def test_launch_deadline(disk_images) -> None:
                                                                  timeout=1):
         pass
     assert exc.value.code == "appliance-timeout"
+
+
+def test_sigterm_after_guestmount(disk_images, tmp_path, run_dir) -> None:
+    """SIGTERM once the appliance is up and FUSE-mounted: the mount, guestmount and its qemu
+    are gone afterwards (the autouse fixture checks processes on the test files)."""
+    import signal
+
+    from tests.backends.test_signals import _pause_and_signal
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    before = _appliances()
+    rc = _pause_and_signal([diskkit_cmd(), "mount", str(disk_images.raw), str(mnt), "-p", "1",
+                            "--backend", "guestfs"], "after-guestmount", signal.SIGTERM,
+                           run_dir)
+    assert rc == 128 + signal.SIGTERM
+    assert not os.listdir(mnt)
+    deadline = time.monotonic() + 30
+    while _appliances() - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _appliances() - before, "the appliance's qemu outlived the mount"
+
+
+def _appliances() -> set[int]:
+    """Pids of running libguestfs appliance qemu processes."""
+    out = set()
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if b"qemu-system" in cmd and b"guestfs" in cmd and state != "Z":
+            out.add(int(proc.name))
+    return out
+
+
+def test_tcg_when_kvm_is_unusable(monkeypatch) -> None:
+    """The doctor's probe decides TCG when the environment does not say."""
+    from diskkit.doctor import kvm_usable
+
+    monkeypatch.delenv("LIBGUESTFS_BACKEND_SETTINGS", raising=False)
+    monkeypatch.delenv("DISKKIT_GUESTFS_TCG", raising=False)
+    usable = kvm_usable(refresh=True)
+    assert usable in (True, False, None)
+    assert guestfs.use_tcg() is (usable is not True)

@@ -11,7 +11,7 @@ from diskkit.backends import list_dir, mounted, read_file
 from diskkit.backends.loop import list_loops
 from diskkit.errors import UserError
 from diskkit.runner import run
-from tests.backends.conftest import HELLO, HOSTNAME, sha256
+from tests.backends.conftest import HELLO, HOSTNAME, MiB, sha256
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
 
@@ -91,3 +91,22 @@ def test_encrypted_partition(disk_images) -> None:
     with pytest.raises(UserError) as exc, mounted(str(disk_images.luks), partition=1):
         pass
     assert exc.value.code == "encrypted"
+
+
+@pytest.mark.parametrize(("fstype", "mkfs", "size", "option"), [
+    ("xfs", ["mkfs.xfs", "-q", "-f"], 320 * MiB, "norecovery"),
+    ("btrfs", ["mkfs.btrfs", "-q", "-f"], 128 * MiB, "nologreplay"),
+])
+def test_journal_replay_is_off(tmp_path, fstype, mkfs, size, option) -> None:
+    """xfs and btrfs whole-disk images mount with their no-replay option (mountinfo shows
+    it) and are not written to."""
+    img = tmp_path / f"{fstype}.img"
+    run(["truncate", "-s", str(size), str(img)])
+    run([*mkfs, str(img)], timeout=120)
+    before = sha256(img)
+    with mounted(str(img), backend="loop") as m:
+        assert m.mounts[0]["fstype"] == fstype
+        with open("/proc/self/mountinfo") as f:
+            line = next(ln for ln in f if ln.split()[4] == m.root)
+        assert option in line, line
+    assert sha256(img) == before

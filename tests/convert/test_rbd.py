@@ -130,3 +130,22 @@ def test_pool_without_room_refused(ceph_cluster, images: dict[str, pathlib.Path]
         assert json.loads(r.stdout)["available_bytes"] == 512 << 20
     finally:
         c.ceph("osd", "pool", "rm", "convq", "convq", "--yes-i-really-really-mean-it")
+
+
+def test_from_rbd_snapshot(ceph_cluster, images: dict[str, pathlib.Path],
+                           tmp_path: pathlib.Path) -> None:
+    """rbd:POOL/IMAGE@SNAP as a source: the snapshot's content, not the image's."""
+    c = ceph_cluster
+    r = diskkit("convert", images["vdi"], _spec(c, "conv-snap"), "-O", "raw", env=c.env)
+    assert r.returncode == 0, r.stderr
+    _rbd(c, "snap", "create", f"{c.pool}/conv-snap@s1")
+    # Change the image after the snapshot: the snapshot must still give the base content.
+    run(["qemu-io", "-f", "raw", "-c", "write -P 0x77 0 1M", _spec(c, "conv-snap")],
+        timeout=60)
+    snap = f"rbd:{c.pool}/conv-snap@s1:conf={c.conf}"
+    r = diskkit("convert", snap, tmp_path / "s.vdi", "-O", "vdi", env=c.env)
+    assert r.returncode == 0, r.stderr
+    assert "Images are identical" in qemu_img("compare", "-f", "raw", "-F", "vdi",
+                                              images["raw"], tmp_path / "s.vdi")
+    _rbd(c, "snap", "purge", "--no-progress", f"{c.pool}/conv-snap")
+    _rbd(c, "rm", "--no-progress", f"{c.pool}/conv-snap")

@@ -54,3 +54,16 @@ def test_device_too_small(images: dict[str, pathlib.Path], tmp_path: pathlib.Pat
         assert backing.read_bytes() == before
     finally:
         run(["losetup", "-d", dev], timeout=30, check=False)
+
+
+def test_from_nbd_export(images: dict[str, pathlib.Path], tmp_path: pathlib.Path) -> None:
+    """An NBD source: qemu-nbd serves the VHDX's guest disk (raw on the wire)."""
+    sock = tmp_path / "src.sock"
+    uri = f"nbd+unix:///?socket={sock}"
+    with spawn(["qemu-nbd", "-r", "-f", "vhdx", "-t", "-k", sock, images["vhdx"]],
+               stderr=subprocess.DEVNULL):
+        wait_for(sock.exists, timeout=20, what="qemu-nbd's socket")
+        r = diskkit("convert", uri, tmp_path / "o.qcow2", "-O", "qcow2", "--json")
+        assert r.returncode == 0, r.stderr
+    assert "Images are identical" in qemu_img("compare", "-f", "raw", "-F", "qcow2",
+                                              images["raw"], tmp_path / "o.qcow2")

@@ -20,6 +20,7 @@ from tests.helpers import create, qemu_img
 MiB = 1 << 20
 POOL = "dkrbd"
 NS = "tenant1"
+BROKEN = "dkorphan"
 DISKKIT = str(pathlib.Path(__file__).resolve().parents[2] / ".venv" / "bin" / "diskkit")
 
 
@@ -124,5 +125,15 @@ def rbd_images(ceph_cluster: CephCluster, tmp_path_factory: pytest.TempPathFacto
 
     # 6. An image in a namespace (not part of the pool's default namespace scan).
     c.rbd("create", "--size", "8M", f"{POOL}/{NS}/ns-img")
+    # 7. A clone whose parent pool was deleted (in pool BROKEN): listed, cannot be opened.
+    for pool in ("dkgone", BROKEN):
+        c.ceph("osd", "pool", "create", pool, "8", "8")
+        c.ceph("osd", "pool", "application", "enable", pool, "rbd")
+    c.rbd("create", "--size", "8M", "dkgone/base")
+    c.rbd("snap", "create", "dkgone/base@snap")
+    c.rbd("snap", "protect", "dkgone/base@snap")
+    c.rbd("clone", "dkgone/base@snap", f"{BROKEN}/orphan")
+    c.ceph("osd", "pool", "delete", "dkgone", "dkgone", "--yes-i-really-really-mean-it")
     yield imgs
-    c.ceph("osd", "pool", "delete", POOL, POOL, "--yes-i-really-really-mean-it")
+    for pool in (POOL, BROKEN):
+        c.ceph("osd", "pool", "delete", pool, pool, "--yes-i-really-really-mean-it")

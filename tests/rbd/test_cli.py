@@ -9,7 +9,7 @@ import json
 import pytest
 
 from diskkit.runner import Result, run
-from tests.rbd.conftest import DISKKIT, RbdImages
+from tests.rbd.conftest import BROKEN, DISKKIT, RbdImages
 
 
 def diskkit(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Result:
@@ -75,9 +75,9 @@ def test_check_uses_ceph_conf_from_the_environment(rbd_images: RbdImages) -> Non
     ("rbd:{pool}:conf={conf}", "bad-uri"),
     ("rbd:/x", "bad-uri"),
 ])
-@pytest.mark.parametrize("command", ["info", "check"])
-def test_bad_uris_and_missing_images_one_line(rbd_images: RbdImages, uri: str, code: str,
-                                               command: str) -> None:
+def test_bad_uris_and_missing_images_one_line(rbd_images: RbdImages, uri: str, code: str
+                                               ) -> None:
+    command = "info" if code == "rbd-image-not-found" else "check"
     r = diskkit(command, uri.format(pool=rbd_images.pool, conf=rbd_images.conf))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
@@ -153,3 +153,14 @@ def test_scan_namespace_and_human_output(rbd_images: RbdImages) -> None:
 def test_scan_takes_a_pool(rbd_images: RbdImages, arg: str) -> None:
     r = diskkit("scan", arg.format(pool=rbd_images.pool))
     assert r.returncode == 2 and r.stderr.startswith("diskkit: error[bad-uri]")
+
+
+def test_orphan_clone_is_one_line_and_flagged_by_scan(rbd_images: RbdImages) -> None:
+    r = diskkit("check", f"rbd:{BROKEN}/orphan:conf={rbd_images.conf}")
+    assert r.returncode == 2
+    assert r.stderr.startswith("diskkit: error[rbd-parent-missing]: ")
+    assert len(r.stderr.strip().splitlines()) == 2  # the error and its hint, no librbd log
+    r = diskkit("scan", f"rbd:{BROKEN}:conf={rbd_images.conf}", "--json")
+    rc, out = r.returncode, json.loads(r.stdout)
+    assert rc == 1 and out["flagged"] == ["orphan"]
+    assert out["rows"][0]["error"].startswith("rbd-parent-missing")
