@@ -13,13 +13,16 @@ import pathlib
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Diagnose and boot-test"
+#: (sample, diagnose ms, verdict, boot seconds or None, firmware outcome)
+Row = tuple[str, float, str, float | None, str]
 
 
-def _median_ms(fn, reps: int) -> float:
+def _median_ms(fn: Callable[[], object], reps: int) -> float:
     times = []
     for _ in range(reps):
         t = time.perf_counter()
@@ -28,7 +31,7 @@ def _median_ms(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def run(reps: int, boot: bool) -> list[tuple[str, float, str, float | None, str]]:
+def run(reps: int, boot: bool) -> list[Row]:
     """Rows: (sample, diagnose ms, verdict, boot s or None, outcome)."""
     from diskkit.boottest import boot_test
     from diskkit.diagnose import diagnose
@@ -51,7 +54,7 @@ def run(reps: int, boot: bool) -> list[tuple[str, float, str, float | None, str]
     return rows
 
 
-def render(rows, command: str, reps: int) -> str:
+def render(rows: list[Row], command: str, reps: int) -> str:
     """The docs section."""
     lines = [HEADING, "",
              f"Reproduce: `{command}` (measured {time.strftime('%Y-%m-%d')}, Debian 12 VM, "

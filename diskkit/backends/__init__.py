@@ -30,7 +30,7 @@ from diskkit.backends.base import Teardown, undo_all
 from diskkit.backends.select import plan
 from diskkit.backends.session import Mounted, mount_plan
 from diskkit.backends.state import RunState, all_runs, find_by_mountpoint
-from diskkit.errors import UserError
+from diskkit.errors import DiskkitError, UserError
 
 __all__ = ["Mounted", "cleanup", "list_dir", "mount", "mounted", "read_file", "umount"]
 
@@ -70,7 +70,7 @@ def umount(root: str) -> str:
 def cleanup(everything: bool = False) -> list[dict[str, Any]]:
     """Undo the runs left behind: those whose process died before finishing, and finished
     mounts whose filesystem is no longer mounted (``everything``: every run). Returns what was
-    cleaned (id, mountpoint, steps undone)."""
+    cleaned (id, mountpoint, steps undone; ``error`` for a run that could not be undone)."""
     from diskkit.backends.mounts import mounted_at
 
     cleaned = []
@@ -82,7 +82,12 @@ def cleanup(everything: bool = False) -> list[dict[str, Any]]:
         if not (everything or stale):
             continue
         steps = [s["kind"] for s in run.steps]
-        undo_all(run)
+        try:
+            undo_all(run)
+        except DiskkitError as exc:  # go on with the other runs; say what failed
+            cleaned.append({"run": run.id, "mountpoint": mp, "undone": [],
+                            "error": f"{exc.code}: {exc.message}"})
+            continue
         cleaned.append({"run": run.id, "mountpoint": mp, "undone": list(reversed(steps))})
     return cleaned
 

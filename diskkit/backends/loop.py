@@ -61,12 +61,23 @@ def attach(td: Teardown, path: str, offset: int = 0, size: int | None = None) ->
     return device
 
 
+def _recorded_elsewhere() -> set[str]:
+    """Loop devices that some run directory records as its own."""
+    from diskkit.backends.state import all_runs
+
+    return {s["data"]["device"] for r in all_runs() for s in r.steps
+            if s.get("kind") == "loop" and s.get("data", {}).get("device")}
+
+
 @undoer("loop")
 def _undo(data: dict[str, Any]) -> None:
     """Detach the loop device of a step; for a step that crashed before recording its device,
     detach the device attached to the same file at the same offset."""
     backing, offset = data.get("backing", ""), int(data.get("offset") or 0)
+    others = set() if data.get("device") else _recorded_elsewhere()
     for dev in list_loops():
+        if dev.get("name") in others:
+            continue  # another run's device on the same file and offset
         if not _same_file(dev.get("back-file"), backing):
             continue
         if int(dev.get("offset") or 0) != offset:

@@ -119,8 +119,13 @@ def mount_plan(td: Teardown, plan: Plan, root: str) -> Mounted:
         else:
             pairs = [(guestfs.appliance_device(p.location), p.mountpoint) for p in plan.pieces]
         guestfs.guestmount(td, plan.image, plan.fmt, root, pairs)
-        result.mounts = [{"location": p.location, "fstype": p.fstype, "path": root,
-                          "device": None} for p in plan.pieces]
+        where = {guestfs.appliance_device(c.location): c for c in plan.candidates}
+        for dev, mp in pairs:
+            c = where.get(dev)
+            result.mounts.append({"location": c.location if c else dev,
+                                  "fstype": c.fstype if c else None, "device": None,
+                                  "path": os.path.join(result.root, mp.lstrip("/")).rstrip("/"),
+                                  "mountpoint": mp})
         return result
     k = _Kernel(td, plan)
     pieces = plan.pieces if not plan.os_root else _os_pieces(k, plan, root, result)

@@ -67,12 +67,15 @@ def firmware_messages(log: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def observe(firmware_log: str, console: str, screen: str) -> Observation:
-    """Classify the text seen so far (see :data:`OUTCOMES`)."""
+def observe(firmware_log: str, console: str, screen: str, *,
+            long_mode: bool = False) -> Observation:
+    """Classify the text seen so far (see :data:`OUTCOMES`). ``long_mode``: under BIOS
+    firmware the CPU is in 64-bit long mode (EFER.LMA): neither SeaBIOS nor the BIOS boot
+    loaders (GRUB i386-pc, ISOLINUX, bootmgr) go there; a 64-bit kernel's entry code does."""
     text = "\n".join((firmware_log, console, screen))
     messages = firmware_messages(firmware_log + "\n" + console)
     loader = next((name for name, rx in _LOADERS if rx.search(text)), None)
-    if _KERNEL.search(text):
+    if long_mode or _KERNEL.search(text):
         return Observation("kernel-started", None, loader, messages)
     if loader and _LOADER_FAILED.search(text):
         return Observation("bootloader-failed", None, loader, messages)
@@ -85,6 +88,15 @@ def observe(firmware_log: str, console: str, screen: str) -> Observation:
     if _JUMPED.search(text):
         return Observation(None, "boot-code-ran", None, messages)
     return Observation(None, None, None, messages)
+
+
+_EFER = re.compile(r"EFER=([0-9a-fA-F]+)")
+
+
+def in_long_mode(registers: str) -> bool:
+    """EFER.LMA (bit 10) in the text of HMP ``info registers``."""
+    m = _EFER.search(registers)
+    return bool(m and int(m.group(1), 16) & 0x400)
 
 
 def vga_text(buffer: bytes, columns: int = 80) -> str:

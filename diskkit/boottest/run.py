@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from diskkit.boottest.classify import BOOTED, Observation, observe, vga_text
+from diskkit.boottest.classify import BOOTED, Observation, in_long_mode, observe, vga_text
 from diskkit.boottest.qemu import (
     BUSES,
     FIRMWARES,
@@ -35,8 +35,9 @@ from diskkit.target import open_container, parse_target
 SETTLE_CODE = 6.0
 #: Seconds a boot loader's prompt or menu must stand without an error: "bootloader-reached".
 SETTLE_LOADER = 2.0
-#: The same when only its first stage spoke ("GRUB loading."): modules may still be loading.
-SETTLE_LOADER_START = 15.0
+#: The same when only its first stage spoke ("GRUB loading."): modules or a kernel may still
+#: be loading (quiet = no new text on screen or serial and no disk reads).
+SETTLE_LOADER_START = 30.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,26 @@ def _screen(qmp: Qmp | None, work: pathlib.Path) -> str:
     return ""
 
 
+def _disk_reads(qmp: Qmp | None) -> int:
+    """Bytes the guest has read from its disks so far (QMP query-blockstats): a boot loader
+    that is loading a kernel shows nothing on screen for a while, but it reads."""
+    if qmp is None:
+        return 0
+    with contextlib.suppress(DiskkitError, OSError, KeyError, TypeError):
+        return sum(int(d["stats"]["rd_bytes"]) for d in qmp.execute("query-blockstats"))
+    return 0
+
+
+def _long_mode(qmp: Qmp | None) -> bool:
+    """The guest CPU is in 64-bit long mode (HMP ``info registers`` through QMP)."""
+    if qmp is None:
+        return False
+    with contextlib.suppress(DiskkitError, OSError):
+        return in_long_mode(str(qmp.execute("human-monitor-command",
+                                            **{"command-line": "info registers"})))
+    return False
+
+
 def _connect(sock: pathlib.Path) -> Qmp | None:
     if not sock.exists():
         return None
@@ -145,7 +166,8 @@ def boot_test(target: str, fmt: str | None = None, *, firmware: str = "bios",
         work = pathlib.Path(tmp)
         argv = qemu_argv(drive_file(parse_target(target)), chosen, firmware=firmware,
                          media=media, bus=bus, accel=accel, workdir=work)
-        obs, screen, console, shot = _boot(argv, work, timeout, screenshot)
+        obs, screen, console, shot = _boot(argv, work, timeout, screenshot,
+                                           bios=firmware == "bios")
     outcome = obs.outcome or obs.provisional or "timeout"
     return BootOutcome(outcome, firmware, media, bus, chosen, accel,
                        time.monotonic() - started, obs.loader, obs.messages, screen, shot,
@@ -153,7 +175,7 @@ def boot_test(target: str, fmt: str | None = None, *, firmware: str = "bios",
 
 
 def _boot(argv: list[str], work: pathlib.Path, timeout: float, screenshot: str | None,
-          ) -> tuple[Observation, str, str, str | None]:
+          bios: bool) -> tuple[Observation, str, str, str | None]:
     """Run qemu until the outcome is certain or settled; at the deadline an unsettled
     "boot-code-ran" becomes "timeout" (a boot loader may still have been coming)."""
     deadline = time.monotonic() + timeout
@@ -161,7 +183,7 @@ def _boot(argv: list[str], work: pathlib.Path, timeout: float, screenshot: str |
     screen = console = ""
     shot = None
     since = time.monotonic()
-    last_key: tuple[str | None, int] = (None, 0)
+    last_key: tuple[str | None, int, int] = (None, 0, 0)
     with spawn(argv) as proc:
         qmp = None
         try:
@@ -178,10 +200,12 @@ def _boot(argv: list[str], work: pathlib.Path, timeout: float, screenshot: str |
                 qmp = qmp or _connect(work / "qmp.sock")
                 screen = _screen(qmp, work) or screen
                 console = _read(work / "serial.log")
-                obs = observe(_read(work / "firmware.log"), console, screen)
+                long_mode = bios and _long_mode(qmp)
+                obs = observe(_read(work / "firmware.log"), console, screen,
+                              long_mode=long_mode)
                 if obs.outcome:
                     break
-                key = (obs.provisional, len(screen.strip()) + len(console))
+                key = (obs.provisional, len(screen.strip()) + len(console), _disk_reads(qmp))
                 if key != last_key:
                     last_key, since = key, time.monotonic()
                 settle = SETTLE_CODE

@@ -165,11 +165,18 @@ def cleanup(
             console.print(f"{r['run']}  {state:8} {r['mountpoint'] or '-'}  {r['target']}")
         return
     cleaned = _guarded(lambda: backends.cleanup(everything=all_runs))
+    failed = [c for c in cleaned if c.get("error")]
     if json_out:
         emit_json({"cleaned": cleaned})
-        return
-    for c in cleaned:
-        console.print(f"cleaned {c['run']} ({c['mountpoint'] or '-'}): "
-                      f"{', '.join(c['undone']) or 'nothing left'}")
-    if not cleaned:
-        console.print("nothing to clean up")
+    else:
+        for c in cleaned:
+            if c.get("error"):
+                console.print(f"could not clean {c['run']} ({c['mountpoint'] or '-'}): "
+                              f"{c['error']}", markup=False, soft_wrap=True)
+            else:
+                console.print(f"cleaned {c['run']} ({c['mountpoint'] or '-'}): "
+                              f"{', '.join(c['undone']) or 'nothing left'}", markup=False)
+        if not cleaned:
+            console.print("nothing to clean up")
+    if failed:
+        raise typer.Exit(3)

@@ -200,7 +200,7 @@ def _one(i: int, item: BatchItem, base: engine.Request, state: _State, listener:
         listener.start(i, item)
         req = engine.Request(item.source, item.target, item.out_format, item.src_format,
                              verify=True, force=base.force, allow_unsafe=base.allow_unsafe,
-                             coroutines=base.coroutines, rbd_precreate=base.rbd_precreate)
+                             coroutines=base.coroutines)
         cb: Callable[[float], None] = lambda pct: listener.progress(i, pct)  # noqa: E731
         res = engine.convert(req, on_progress=cb, cancel=cancel, quiet=True)
         state.record(item)

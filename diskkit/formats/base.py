@@ -85,7 +85,7 @@ class Source:
             raise ImageError(f"negative offset or length in a header ({offset}, {length})",
                              code="header-field-out-of-bounds")
         end = offset + length
-        if end <= len(self.head):
+        if end <= len(self.head) or self.size <= len(self.head):  # (the head is the file)
             return self.head[offset:end]
         if offset >= self.tail_offset and self.size and end <= self.size:
             return self.tail[offset - self.tail_offset : end - self.tail_offset]
@@ -124,8 +124,8 @@ def finding(code: str, severity: Severity, message: str, fix: str | None = None,
             evidence: list[tuple[str, int | None, bytes | None]] | None = None,
             **details: Any) -> Finding:
     """Shorthand for a :class:`Finding` with file-space evidence ``(note, offset, bytes)``."""
-    ev = tuple(Evidence(note, off, data) for note, off, data in (evidence or []))
-    return Finding(code, severity, message, ev, fix, dict(details))
+    ev = tuple([Evidence(note, off, data) for note, off, data in evidence]) if evidence else ()
+    return Finding(code, severity, message, ev, fix, details)
 
 
 def ascii_field(data: bytes) -> str:

@@ -1,6 +1,10 @@
-"""Format detection in one pass: ONE bounded read of the head, one of the tail, every probe.
+"""Format detection in one pass: ONE bounded read of the head, one of the tail (none when the
+head holds the whole file), every probe whose signature can match.
 
-Every probe runs on the same :class:`~diskkit.formats.base.Source`; every match is reported.
+The first two bytes pick, with one dict look-up (:data:`AT_ZERO`), the one probe among those
+whose signature can only sit at offset 0; the probes in :data:`ALWAYS` run on every file.
+Every probe that runs sees the same :class:`~diskkit.formats.base.Source`; every match is
+reported.
 Two container formats matching the same file is a polyglot (an ISO whose system area holds a
 qcow2 header, a raw disk whose guest wrote a VMDK header): that is a finding, never resolved
 silently. Partition tables are noted, not matched, so a hybrid ISO's MBR/GPT is expected.
@@ -57,6 +61,15 @@ AT_ZERO: dict[bytes, str] = {
 #: VHD's footer in the tail, ISO 9660 @32769) or in text (a VMDK descriptor), each cheap
 #: to rule out.
 ALWAYS = frozenset({"vmdk", "vdi", "tar", "vhd", "iso"})
+
+
+def _plan(first: str | None) -> tuple[tuple[str, Callable[[Source], Match | None]], ...]:
+    return tuple((n, p) for n, p in PROBES if n == first or n in ALWAYS)
+
+
+#: The probes to run, in PROBES order, for each two-byte key (built once, at import).
+_PLANS = {key: _plan(name) for key, name in AT_ZERO.items()}
+_NO_MAGIC_PLAN = _plan(None)
 
 #: Every format name detection can give.
 FORMATS = ("raw", "qcow2", "qed", "vmdk", "vhdx", "vdi", "vhd", "iso", "luks", "gzip", "xz",
@@ -119,10 +132,8 @@ def detect(reader: Reader) -> Detection:
     """
     src = Source(reader)
     matches: list[Match] = []
-    first = AT_ZERO.get(src.head[:2])
-    for name, probe in PROBES:
-        if name != first and name not in ALWAYS:
-            continue  # its signature cannot be at offset 0 of this file
+    # One dict look-up on the first two bytes picks the probes whose signature can match.
+    for _name, probe in _PLANS.get(src.head[:2], _NO_MAGIC_PLAN):
         try:
             m = probe(src)
         except ImageError as exc:
@@ -131,19 +142,17 @@ def detect(reader: Reader) -> Detection:
                              ) from None
         if m is not None:
             matches.append(m)
-    findings: list[Finding] = []
-    for m in matches:
-        findings.extend(m.findings)
-    if len(matches) > 1:
-        findings.insert(0, _polyglot(matches))
-    if matches:
-        primary = matches[0]
-        fmt, vsize, details = primary.format, primary.virtual_size, dict(primary.details)
+    if not matches:
+        return Detection("raw", (), src.size, src.size, (), partitions.note(src), (),
+                         src.bytes_read, {})
+    primary = matches[0]
+    fmt, details = primary.format, dict(primary.details)
+    if len(matches) == 1:
+        findings = primary.findings
     else:
-        fmt, vsize, details = "raw", src.size, {}
-    read = src.bytes_read
+        findings = (_polyglot(matches), *[f for m in matches for f in m.findings])
     # The bytes at the start are the guest's only for raw, iso and a fixed VHD.
-    guest_at_zero = fmt in ("raw", "iso") or details.get("subformat") == "fixed"
+    guest_at_zero = fmt == "iso" or details.get("subformat") == "fixed"
     table = partitions.note(src) if guest_at_zero else None
-    return Detection(fmt, tuple(m.format for m in matches), vsize, src.size, tuple(matches),
-                     table, tuple(findings), read, details)
+    return Detection(fmt, tuple([m.format for m in matches]), primary.virtual_size, src.size,
+                     tuple(matches), table, tuple(findings), src.bytes_read, details)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 from diskkit.errors import ImageError
 
@@ -103,8 +104,15 @@ class Qcow2Header:
     backing_format: str | None
     #: External data file name extension, or None (the bit may be set without a name).
     data_file: str | None
-    #: Feature name table entries as (type 0/1/2, bit, name).
-    feature_names: tuple[tuple[int, int, str], ...]
+
+    @cached_property
+    def feature_names(self) -> tuple[tuple[int, int, str], ...]:
+        """Feature name table entries as (type 0/1/2, bit, name): decoded on first use only
+        (detection never needs them)."""
+        for ext_type, _off, raw in self.extensions:
+            if ext_type == EXT_FEATURE_TABLE:
+                return _feature_table(raw)
+        return ()
 
     @property
     def has_backing_file(self) -> bool:
@@ -245,14 +253,11 @@ def parse_header(data: bytes, file_size: int) -> Qcow2Header:
     if bf_offset and bf_size <= MAX_BACKING_FILE_NAME and bf_offset + bf_size <= len(data):
         backing_file = _text(data[bf_offset : bf_offset + bf_size])
     backing_format = data_file = None
-    features: tuple[tuple[int, int, str], ...] = ()
     for ext_type, _off, raw in extensions:
         if ext_type == EXT_BACKING_FORMAT:
             backing_format = _text(raw)
         elif ext_type == EXT_DATA_FILE:
             data_file = _text(raw)
-        elif ext_type == EXT_FEATURE_TABLE:
-            features = _feature_table(raw)
     return Qcow2Header(
         version=version, backing_file_offset=bf_offset, backing_file_size=bf_size,
         backing_file=backing_file, cluster_bits=cluster_bits, cluster_size=cluster_size,
@@ -262,5 +267,5 @@ def parse_header(data: bytes, file_size: int) -> Qcow2Header:
         compatible_features=compat, autoclear_features=autoclear,
         refcount_order=refcount_order, header_length=header_length,
         compression_type=compression_type, extensions=tuple(extensions),
-        backing_format=backing_format, data_file=data_file, feature_names=features,
+        backing_format=backing_format, data_file=data_file,
     )

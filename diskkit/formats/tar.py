@@ -38,8 +38,10 @@ def _octal(field: bytes) -> int | None:
 
 
 def _valid(header: bytes) -> bool:
-    stored = _octal(header[148:156])
-    return stored is not None and stored == sum(header[:148]) + 256 + sum(header[156:512])
+    """The header checksum: the byte sum with the 8-byte checksum field counted as spaces."""
+    field = header[148:156]
+    stored = _octal(field)
+    return stored is not None and stored == sum(header) - sum(field) + 8 * 0x20
 
 
 def _pax_records(data: bytes) -> dict[str, str]:

@@ -76,7 +76,8 @@ def parse(data: bytes) -> Descriptor:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        m = _EXTENT.match(line)
+        # An extent line starts with RW, RDONLY or NOACCESS: other lines skip its regex.
+        m = _EXTENT.match(line) if line[0] in "RrNn" else None
         if m and m.group(1).upper() in ACCESS_MODES and m.group(3).upper() in EXTENT_TYPES:
             extents.append(Extent(m.group(1).upper(), int(m.group(2)), m.group(3).upper(),
                                   m.group(4), int(m.group(5) or 0)))
@@ -98,10 +99,10 @@ def looks_like_descriptor(head: bytes) -> bool:
     """True when ``head`` is a plain-text VMDK descriptor (not a sparse file's header)."""
     if head[:21].lower() == b"# disk descriptorfile":
         return True
+    if head.find(b"createType", 0, 4096) < 0:  # the regexes below cannot match without it
+        return False
     # Text up to the first NUL, at most 4 KiB (sliced first: never copy the whole head).
     text = head[:4096].split(b"\0", 1)[0]
-    if b"createType" not in text:  # the regexes below cannot match without it
-        return False
     return bool(_CREATE_TYPE_LINE.search(text)) and bool(_VERSION_LINE.search(text))
 
 

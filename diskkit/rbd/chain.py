@@ -150,9 +150,11 @@ def rbd_facts(reader: RbdReader, detection: Detection) -> tuple[dict[str, Any], 
 def print_rbd(section: dict[str, Any], console: Any) -> None:
     """The ``rbd`` section for a person: object layout, allocation and the clone chain."""
     feats = ", ".join(section.get("features", [])) or "none"
+    allocated = section["allocated"]
+    alloc = f"{allocated} bytes allocated" if allocated is not None else \
+        "allocation unknown (no fast-diff)"
     console.print(f"  rbd:           {section['objects']} objects of {section['object_size']} "
-                  f"bytes, {section['allocated']} bytes allocated; features: {feats}",
-                  markup=False)
+                  f"bytes, {alloc}; features: {feats}", markup=False)
     parents = section.get("parents", [])
     if not parents:
         console.print("  parent:        none (not a clone)", markup=False)

@@ -11,6 +11,7 @@ librbd are thread-safe and release the GIL while they wait on the cluster).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -24,6 +25,8 @@ from diskkit.rbd.chain import RAW_LIKE, clone_chain
 from diskkit.rbd.connection import Connection, connect, modules, translate
 from diskkit.readers.rbd import RbdReader, image_spec
 from diskkit.target import Target
+
+log = logging.getLogger("diskkit.rbd.scan")
 
 #: How bootability is judged, as reported in the JSON.
 BOOT_METHOD = "diagnose (bios, disk)"
@@ -131,6 +134,11 @@ def scan_image(target: Target, conn: Connection, ioctx: Any) -> ScanRow:
                 boot_reason=reason, findings=tuple(dict.fromkeys(f.code for f in findings)))
     except DiskkitError as exc:
         return ScanRow(image=target.image or "", spec=spec, error=f"{exc.code}: {exc.message}")
+    except Exception as exc:  # a bug on one image must not hide the other 199
+        log.debug("scan of %s failed", spec, exc_info=True)
+        return ScanRow(image=target.image or "", spec=spec,
+                       error=f"internal-error: {type(exc).__name__}: {exc} (a bug in diskkit; "
+                       "--verbose shows the traceback)")
 
 
 def list_images(conn: Connection, ioctx: Any, what: str) -> list[str]:

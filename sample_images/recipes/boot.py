@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import tempfile
+from collections.abc import Callable
 
 from diskkit.runner import run
 from sample_images.recipe import Recipe
@@ -53,7 +54,7 @@ def grub_kernel(path: pathlib.Path) -> None:
     _disk.blank(path, 64 * MiB)
     _disk.partition(path, "label: dos\nlabel-id: 0x4449534b\nstart=2048, type=83, bootable\n")
     cfg = ("serial --unit=0 --speed=115200\nterminal_output --append serial\n"
-           "linux /boot/vmlinuz console=ttyS0 panic=-1\n"
+           "linux /boot/vmlinuz console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1\n"
            "boot\n")
     with _tmp() as t:
         root = pathlib.Path(t) / "root"
@@ -102,7 +103,7 @@ def blank_volume(path: pathlib.Path) -> None:
     _disk.blank(path, 1 << 40)
 
 
-def _converted(fmt: str, *opts: str):
+def _converted(fmt: str, *opts: str) -> Callable[[pathlib.Path], None]:
     def build(path: pathlib.Path) -> None:
         with _tmp() as t:
             src = pathlib.Path(t) / "disk.raw"
@@ -122,7 +123,7 @@ def _iso_tree(tmp: pathlib.Path) -> pathlib.Path:
     return tree
 
 
-def _iso(hybrid: bool):
+def _iso(hybrid: bool) -> Callable[[pathlib.Path], None]:
     def build(path: pathlib.Path) -> None:
         with _tmp() as t:
             tree = _iso_tree(pathlib.Path(t))

@@ -47,14 +47,18 @@ def test_mount_lv_through_guestmount(lvm_images, tmp_path) -> None:
     assert not os.listdir(mnt)
 
 
-def test_vfat_partition_auto_guestfs(disk_images) -> None:
-    res = dk("ls", disk_images.raw, "/", "-p", "3", "--json", timeout=400)
-    assert res.returncode == 0, res.stderr
-    names = [e["name"] for e in json.loads(res.stdout)["entries"]]
-    assert names == ["EFI.TXT"]
-    if not kernel_supports("vfat"):
-        res = dk("cat", disk_images.raw, "/EFI.TXT", "-p", "3", "--backend", "loop")
-        one_line_error(res, "mount-failed", 3)
+def test_run_on_lvm_root(lvm_images) -> None:
+    res = dk("run", lvm_images.root, "--lv", "ubuntu-vg/root", "--", "sh", "-c",
+             'cat "$DISKKIT_ROOT/etc/fstab"; exit 3', timeout=400)
+    assert res.returncode == 3, res.stderr
+    assert res.stdout == FSTAB
+
+
+def test_vfat_with_the_loop_backend(disk_images) -> None:
+    if kernel_supports("vfat"):
+        pytest.skip("this kernel mounts vfat")
+    res = dk("cat", disk_images.raw, "/EFI.TXT", "-p", "3", "--backend", "loop")
+    one_line_error(res, "mount-failed", 3)
 
 
 def test_lv_with_the_loop_backend_needs_device_mapper(lvm_images) -> None:
@@ -71,9 +75,9 @@ def test_launch_deadline(disk_images) -> None:
     assert exc.value.code == "appliance-timeout"
 
 
-def test_sigterm_after_guestmount(disk_images, tmp_path, run_dir) -> None:
-    """SIGTERM once the appliance is up and FUSE-mounted: the mount, guestmount and its qemu
-    are gone afterwards (the autouse fixture checks processes on the test files)."""
+def test_vfat_auto_guestfs_then_sigterm(disk_images, tmp_path, run_dir) -> None:
+    """A vfat partition (no vfat in this kernel) is mounted through guestfs automatically;
+    SIGTERM once it is FUSE-mounted leaves no mount, guestmount or appliance qemu behind."""
     import signal
 
     from tests.backends.test_signals import _pause_and_signal
@@ -81,9 +85,12 @@ def test_sigterm_after_guestmount(disk_images, tmp_path, run_dir) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     before = _appliances()
-    rc = _pause_and_signal([diskkit_cmd(), "mount", str(disk_images.raw), str(mnt), "-p", "1",
-                            "--backend", "guestfs"], "after-guestmount", signal.SIGTERM,
-                           run_dir)
+    seen: list[str] = []
+    backend = "auto" if not kernel_supports("vfat") else "guestfs"
+    rc = _pause_and_signal([diskkit_cmd(), "mount", str(disk_images.raw), str(mnt), "-p", "3",
+                            "--backend", backend], "after-guestmount", signal.SIGTERM,
+                           run_dir, before_signal=lambda: seen.extend(os.listdir(mnt)))
+    assert seen == ["EFI.TXT"]
     assert rc == 128 + signal.SIGTERM
     assert not os.listdir(mnt)
     deadline = time.monotonic() + 30

@@ -16,6 +16,7 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -26,14 +27,15 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need roo
 
 
 def _pause_and_signal(argv: list[str], stage: str, sig: int, run_dir: pathlib.Path,
-                      wait_for: pathlib.Path | None = None) -> int:
+                      wait_for: pathlib.Path | None = None,
+                      before_signal: Callable[[], object] | None = None) -> int:
     """Start ``argv`` with the pause hook at ``stage``, wait until it pauses (and until
     ``wait_for`` exists), send ``sig``; return its exit status."""
     env = {"DISKKIT_TEST_PAUSE_AT": stage, "DISKKIT_RUN_DIR": str(run_dir)}
     with spawn(argv, env=env, stderr=subprocess.PIPE) as proc:
         assert proc.stderr is not None
         buf = b""
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a guestfs launch under load is slow
         while b"paused at" not in buf:
             assert time.monotonic() < deadline, f"never paused at {stage}: {buf!r}"
             ready, _, _ = select.select([proc.stderr], [], [], 1)
@@ -45,6 +47,8 @@ def _pause_and_signal(argv: list[str], stage: str, sig: int, run_dir: pathlib.Pa
         while wait_for is not None and not wait_for.exists():
             assert time.monotonic() < deadline, f"{wait_for} never appeared"
             time.sleep(0.05)
+        if before_signal is not None:
+            before_signal()
         os.kill(proc.pid, sig)
         rc = proc.wait(timeout=120)
         rest = proc.stderr.read().decode(errors="replace")

@@ -57,8 +57,8 @@ def test_lvm_os_root_over_nbd(vm_result) -> None:
     assert "menuentry" in e["grub"]
 
 
-def test_cli_mount_umount_over_nbd(vm_result) -> None:
-    e = _ok(vm_result, "cli-mount-umount")
+def test_mount_umount_over_nbd(vm_result) -> None:
+    e = _ok(vm_result, "mount-umount")
     assert e["mount"]["backend"] == "nbd"
     assert e["hostname"] == HOSTNAME
     assert e["during"]["nbd"] and not e["state"]["nbd"]

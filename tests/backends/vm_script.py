@@ -6,7 +6,7 @@ Usage: python vm_script.py SHARED_DIR  (SHARED_DIR holds disk.raw, disk.qcow2, l
 
 Cases: qemu-nbd --connect of a qcow2 (partition node /dev/nbdNp1), loop + kpartx of a raw
 disk, LVM activation of an image whose VG ("ubuntu-vg") clashes with a VG already active in
-the VM (by loop + kpartx, and by nbd with --os), and the CLI mount/umount over nbd.
+the VM (by loop + kpartx, and by nbd with --os), and a lasting mount + umount over nbd.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from diskkit.backends import mounted
+from diskkit.backends import mount, mounted, umount
 from diskkit.runner import run
 
 SHARED = sys.argv[1]
@@ -116,16 +116,16 @@ def _lvm_nbd() -> dict:
                 "state": state()}
 
 
-@case("cli-mount-umount")
-def _cli() -> dict:
+@case("mount-umount")
+def _mount_umount() -> dict:
+    """The persistent mount of `diskkit mount` and the state-file undo of `diskkit umount`
+    (their Python API: the CLI's own imports take minutes under TCG)."""
     mnt = os.path.join(SHARED, "mnt")
     os.makedirs(mnt, exist_ok=True)
-    exe = os.path.join(os.path.dirname(sys.executable), "diskkit")
-    out = json.loads(run([exe, "mount", qcow2, mnt, "-p", "1", "--backend", "nbd", "--json"],
-                         timeout=120).stdout)
+    out = mount(qcow2, mnt, partition=1, backend="nbd").to_dict()
     hostname = read(mnt, "/etc/hostname")
     during = state()
-    run([exe, "umount", mnt], timeout=120)
+    umount(mnt)
     return {"mount": out, "hostname": hostname, "state": state(), "during": during}
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from diskkit.errors import DiskkitError
 from diskkit.formats import detect as detect_mod
-from diskkit.formats.base import EXTRA_BUDGET, HEAD_SIZE, TAIL_SIZE
+from diskkit.formats.base import EXTRA_BUDGET, HEAD_SIZE, TAIL_SIZE, Source
 from diskkit.formats.detect import detect
 from diskkit.readers.base import BytesReader
 from tests.formats.conftest import CountingReader
@@ -24,19 +24,38 @@ FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
+def _every_probe(data: bytes) -> tuple[str, ...] | None:
+    """The formats every probe matches when all run (no dispatch), or None on an error."""
+    src = Source.from_bytes(data)
+    try:
+        return tuple(m.format for _n, probe in detect_mod.PROBES
+                     if (m := probe(src)) is not None)
+    except DiskkitError:
+        return None
+
+
+def test_dispatch_covers_every_probe():
+    names = {n for n, _ in detect_mod.PROBES}
+    assert names == set(detect_mod.AT_ZERO.values()) | detect_mod.ALWAYS
+
+
 def _run(data: bytes) -> None:
     reader = CountingReader(BytesReader(data))
     try:
         d = detect(reader)
     except DiskkitError:
-        pass
+        assert _every_probe(data) is None  # the dispatch skipped no probe that would fail
     else:
+        # the first-bytes dispatch loses nothing: running every probe matches the same
+        assert d.formats_matched == _every_probe(data)
         assert d.format in detect_mod.FORMATS
         assert d.virtual_size is None or d.virtual_size >= 0
         for f in d.findings:
             f.to_dict()
         d.to_dict()
     assert reader.total <= HEAD_SIZE + TAIL_SIZE + EXTRA_BUDGET
+    if len(data) <= HEAD_SIZE:  # a file the head holds whole is read once, tail included
+        assert len(reader.reads) == (1 if data else 0)
 
 
 @FUZZ

@@ -77,8 +77,8 @@ def test_extension_past_the_header_area(garbled):
 @pytest.mark.parametrize("name", [*CASES, "extension"])
 def test_reader_still_refuses(garbled, name):
     code = CASES[name][2] if name in CASES else "qcow2-bad-header"
-    with pytest.raises(ImageError) as exc, Qcow2Reader(FileReader(str(garbled[name]))):
-        pass
+    with FileReader(str(garbled[name])) as r, pytest.raises(ImageError) as exc:
+        Qcow2Reader(r)
     assert exc.value.code == code
 
 

@@ -123,6 +123,14 @@ def rbd_images(ceph_cluster: CephCluster, tmp_path_factory: pytest.TempPathFacto
     c.rbd("create", "--size", "1T", f"{POOL}/blank-1t")
     imgs.made_as["blank-1t"] = "raw"
 
+    # 5b. No object map (krbd-compatible features): data at 0 and across the 2 GiB mark.
+    c.rbd("create", "--image-feature", "layering", "--size", "3G", f"{POOL}/plain-3g")
+    with rados.Rados(conffile=c.conf) as cluster, cluster.open_ioctx(POOL) as io, \
+            rbd.Image(io, "plain-3g") as img:
+        img.write(b"\x5a" * MiB, 0)
+        img.write(b"\xa5" * MiB, 2 * 1024 * MiB - 4096)  # across a 1 GiB window edge
+    imgs.made_as["plain-3g"] = "raw"
+
     # 6. An image in a namespace (not part of the pool's default namespace scan).
     c.rbd("create", "--size", "8M", f"{POOL}/{NS}/ns-img")
     # 7. A clone whose parent pool was deleted (in pool BROKEN): listed, cannot be opened.

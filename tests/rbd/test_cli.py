@@ -109,7 +109,7 @@ def test_boot_test_reads_rbd_directly(rbd_images: RbdImages) -> None:
 
 def _scan(imgs: RbdImages, *args: str) -> tuple[int, dict]:
     r = diskkit("scan", f"rbd:{imgs.pool}:conf={imgs.conf}", "--json", *args)
-    assert r.returncode in (0, 1), r.stderr
+    assert r.returncode in (0, 1) and r.stdout, (r.returncode, r.stderr, r.stdout[-2000:])
     return r.returncode, json.loads(r.stdout)
 
 
