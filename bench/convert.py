@@ -66,11 +66,12 @@ class TempWatch:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _used(self) -> int:
-        total = 0
+        seen: dict[tuple[int, int], int] = {}  # by inode: a hard link is not more space
         for p in self.directory.iterdir():
             with contextlib.suppress(OSError):
-                total += p.stat().st_blocks * 512
-        return total
+                st = p.stat()
+                seen[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+        return sum(seen.values())
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -298,9 +299,11 @@ def main() -> None:
         doc = json.loads(saved.read_text())
         local, rbd, args.runs = doc["local"], doc["rbd"], doc["runs"]
     else:
+        # Part of a run reuses the other part's figures from the last full run.
+        old = json.loads(saved.read_text()) if saved.exists() else {"local": [], "rbd": []}
         try:
-            local = [] if args.no_local else local_cases(args.runs)
-            rbd = [] if args.no_rbd else rbd_cases(args.runs)
+            local = old["local"] if args.no_local else local_cases(args.runs)
+            rbd = old["rbd"] if args.no_rbd else rbd_cases(args.runs)
         finally:
             shutil.rmtree(OUT / "src", ignore_errors=True)
             shutil.rmtree(OUT / "dst", ignore_errors=True)

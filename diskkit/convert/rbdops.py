@@ -7,8 +7,10 @@ All calls go through the python3-rbd/python3-rados bindings (no external program
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,43 +30,65 @@ def _modules() -> tuple[Any, Any]:
     return rados, rbd
 
 
+#: Connected cluster handles, one per (conf, user, keyring), shared by every call of this
+#: process (a conversion makes 3-4 calls; connecting costs ~0.1 s each). librados handles
+#: are thread-safe, so a batch's threads share them too. Closed by :func:`disconnect`.
+_CLUSTERS: dict[tuple[str | None, str | None, str | None], Any] = {}
+_LOCK = threading.Lock()
+
+
+def _cluster(t: Target, timeout: float) -> Any:
+    rados, _ = _modules()
+    key = (t.conf, t.user, t.keyring)
+    with _LOCK:
+        if key in _CLUSTERS:
+            return _CLUSTERS[key]
+        conf: dict[str, str] = {"client_mount_timeout": str(int(timeout)),
+                                "rados_mon_op_timeout": str(int(timeout)),
+                                "rados_osd_op_timeout": str(int(timeout))}
+        if t.keyring:
+            conf["keyring"] = t.keyring
+        kwargs: dict[str, Any] = {"conf": conf, "conffile": t.conf or ""}
+        if t.user:
+            kwargs["rados_id"] = t.user
+        cluster = rados.Rados(**kwargs)
+        try:
+            cluster.connect(timeout=int(timeout))
+        except rados.Error as exc:
+            cluster.shutdown()
+            raise HostError(f"cannot connect to the Ceph cluster for {t.spec}: {exc}",
+                            code="ceph-unreachable",
+                            hint="check :conf=, :id= and the monitors") from None
+        if not _CLUSTERS:
+            atexit.register(disconnect)
+        _CLUSTERS[key] = cluster
+        return cluster
+
+
+def disconnect() -> None:
+    """Close every cached cluster connection."""
+    with _LOCK:
+        for cluster in _CLUSTERS.values():
+            with contextlib.suppress(Exception):
+                cluster.shutdown()
+        _CLUSTERS.clear()
+
+
 @contextlib.contextmanager
 def ioctx(t: Target, timeout: float = 30.0) -> Iterator[tuple[Any, Any]]:
     """A connected cluster handle and an I/O context on ``t``'s pool (and namespace)."""
     rados, _ = _modules()
-    conf: dict[str, str] = {"client_mount_timeout": str(int(timeout)),
-                            "rados_mon_op_timeout": str(int(timeout)),
-                            "rados_osd_op_timeout": str(int(timeout))}
-    if t.keyring:
-        conf["keyring"] = t.keyring
-    kwargs: dict[str, Any] = {"conf": conf}
-    if t.conf:
-        kwargs["conffile"] = t.conf
-    else:
-        kwargs["conffile"] = ""
-    if t.user:
-        kwargs["rados_id"] = t.user
-    cluster = rados.Rados(**kwargs)
+    cluster = _cluster(t, timeout)
     try:
-        cluster.connect(timeout=int(timeout))
-    except rados.Error as exc:
-        cluster.shutdown()
-        raise HostError(f"cannot connect to the Ceph cluster for {t.spec}: {exc}",
-                        code="ceph-unreachable",
-                        hint="check :conf=, :id= and the monitors") from None
+        io = cluster.open_ioctx(t.pool)
+    except rados.ObjectNotFound:
+        raise UserError(f"{t.spec}: no pool {t.pool!r}", code="not-found") from None
     try:
-        try:
-            io = cluster.open_ioctx(t.pool)
-        except rados.ObjectNotFound:
-            raise UserError(f"{t.spec}: no pool {t.pool!r}", code="not-found") from None
-        try:
-            if t.namespace:
-                io.set_namespace(t.namespace)
-            yield cluster, io
-        finally:
-            io.close()
+        if t.namespace:
+            io.set_namespace(t.namespace)
+        yield cluster, io
     finally:
-        cluster.shutdown()
+        io.close()
 
 
 def _pool_max_avail(cluster: Any, pool: str) -> int | None:

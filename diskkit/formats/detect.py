@@ -2,7 +2,8 @@
 head holds the whole file), every probe whose signature can match.
 
 The first two bytes pick, with one dict look-up (:data:`AT_ZERO`), the one probe among those
-whose signature can only sit at offset 0; the probes in :data:`ALWAYS` run on every file.
+whose signature can only sit at offset 0; each probe in :data:`ALWAYS` runs when a cheap
+necessary condition of its signature holds (:func:`_gates`).
 Every probe that runs sees the same :class:`~diskkit.formats.base.Source`; every match is
 reported.
 Two container formats matching the same file is a polyglot (an ISO whose system area holds a
@@ -57,19 +58,40 @@ AT_ZERO: dict[bytes, str] = {
     b"\x1f\x8b": "compressed", b"\xfd7": "compressed", b"\x28\xb5": "compressed",
     b"BZ": "compressed", b"PK": "compressed",
 }
-#: Probes run on every file: signatures away from offset 0 (VDI @0x40, ustar @257, a fixed
-#: VHD's footer in the tail, ISO 9660 @32769) or in text (a VMDK descriptor), each cheap
-#: to rule out.
-ALWAYS = frozenset({"vmdk", "vdi", "tar", "vhd", "iso"})
+#: Probes whose signature is not (only) at offset 0, each with the cheap necessary condition
+#: detection checks before calling it (the probe then checks everything): a VMDK sparse
+#: header or text descriptor (vmdk_descriptor.looks_like_descriptor needs a leading "#" or
+#: "createType" in the first 4 KiB), VDI's signature @0x40, ustar @257, a VHD footer at the
+#: start or in the tail, and a head long enough to reach the ISO 9660 descriptors.
+ALWAYS = ("vmdk", "vdi", "tar", "vhd", "iso")
+_VDI_SIGNATURE = vdi.SIGNATURE.to_bytes(4, "little")
+_ISO_MIN_HEAD = iso.START + iso.SECTOR
 
 
-def _plan(first: str | None) -> tuple[tuple[str, Callable[[Source], Match | None]], ...]:
-    return tuple((n, p) for n, p in PROBES if n == first or n in ALWAYS)
+def _gates(head: bytes, tail: bytes) -> int:
+    """Bit i set when ``ALWAYS[i]``'s probe may match (bits, not a list: no allocation)."""
+    return ((head[:4] == vmdk.MAGIC or head[:1] == b"#"
+             or head.find(b"createType", 0, 4096) >= 0)
+            | (head[0x40:0x44] == _VDI_SIGNATURE) << 1
+            | (head[257:262] == b"ustar") << 2
+            | (head[:8] == vhd.COOKIE or tail[:8] == vhd.COOKIE) << 3
+            | (len(head) >= _ISO_MIN_HEAD) << 4)
 
 
-#: The probes to run, in PROBES order, for each two-byte key (built once, at import).
-_PLANS = {key: _plan(name) for key, name in AT_ZERO.items()}
-_NO_MAGIC_PLAN = _plan(None)
+_Plan = tuple[tuple[str, Callable[[Source], Match | None]], ...]
+#: The probes to run, in PROBES order, for each (offset-0 probe, gates) pair: built on first
+#: use (at most 10 x 32 small tuples), so a detection does one dict look-up.
+_PLANS: dict[tuple[str | None, int], _Plan] = {}
+
+
+def _plan(first: str | None, gates: int) -> _Plan:
+    key = (first, gates)
+    plan = _PLANS.get(key)
+    if plan is None:
+        wanted = {first} | {n for i, n in enumerate(ALWAYS) if gates >> i & 1}
+        plan = _PLANS[key] = tuple((n, p) for n, p in PROBES if n in wanted)
+    return plan
+
 
 #: Every format name detection can give.
 FORMATS = ("raw", "qcow2", "qed", "vmdk", "vhdx", "vdi", "vhd", "iso", "luks", "gzip", "xz",
@@ -132,8 +154,10 @@ def detect(reader: Reader) -> Detection:
     """
     src = Source(reader)
     matches: list[Match] = []
-    # One dict look-up on the first two bytes picks the probes whose signature can match.
-    for _name, probe in _PLANS.get(src.head[:2], _NO_MAGIC_PLAN):
+    # One dict look-up on the first two bytes and a few byte comparisons pick the probes
+    # whose signature can match; the others are never called.
+    head = src.head
+    for _name, probe in _plan(AT_ZERO.get(head[:2]), _gates(head, src.tail)):
         try:
             m = probe(src)
         except ImageError as exc:

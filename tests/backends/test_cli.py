@@ -105,3 +105,18 @@ def test_doctor_json_matches_the_host() -> None:
     for name in ("losetup", "qemu-storage-daemon", "guestmount"):
         assert checks[name]["ok"] is True
     assert all(c["fix"] for c in checks.values() if c["ok"] is False)
+
+
+def test_cleanup_of_a_mount_unmounted_by_hand(disk_images, tmp_path) -> None:
+    """A finished mount whose filesystem someone unmounted with plain umount(8): its loop
+    device is still attached; `diskkit cleanup` detaches it and forgets the run."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert dk("mount", disk_images.raw, mnt, "-p", "2").returncode == 0
+    run(["umount", str(mnt)])
+    from tests.backends.conftest import leftovers
+
+    assert any(x.startswith("loop ") for x in leftovers([disk_images.dir]))
+    out = json.loads(dk("cleanup", "--json").stdout)
+    assert [c["undone"] for c in out["cleaned"]] == [["mount", "loop"]]
+    assert json.loads(dk("cleanup", "--list", "--json").stdout) == {"runs": []}

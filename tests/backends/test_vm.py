@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.backends.conftest import HELLO, HOSTNAME, sha256
+from tests.fixtures.lvm_images import BOOT_UUID
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +54,14 @@ def test_lvm_with_a_clashing_vg_name(vm_result) -> None:
 
 def test_lvm_os_root_over_nbd(vm_result) -> None:
     e = _ok(vm_result, "lvm-clash-nbd-os")
-    assert e["mounts"][0]["location"] == "lv ubuntu-vg/root"
-    assert "menuentry" in e["grub"]
+    where = {x["mountpoint"]: x for x in e["mounts"]}
+    assert where["/"]["location"] == "lv ubuntu-vg/root"
+    assert where["/"]["device"].startswith("/dev/mapper/dk")
+    # fstab mounts /boot by UUID: partition 1, an empty ext4 over the root's /boot/grub.
+    assert f"UUID={BOOT_UUID} /boot" in e["fstab"]
+    assert where["/boot"]["location"] == "partition 1"
+    assert where["/boot"]["device"].startswith("/dev/nbd")
+    assert e["boot"] == ["lost+found"]
 
 
 def test_mount_umount_over_nbd(vm_result) -> None:

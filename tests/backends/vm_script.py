@@ -112,8 +112,8 @@ def _lvm_loop() -> dict:
 @case("lvm-clash-nbd-os")
 def _lvm_nbd() -> dict:
     with mounted(lvm_img, os_root=True, backend="nbd") as m:
-        return {"mounts": m.mounts, "grub": read(m.root, "/boot/grub/grub.cfg"),
-                "state": state()}
+        return {"mounts": m.mounts, "fstab": read(m.root, "/etc/fstab"),
+                "boot": sorted(os.listdir(os.path.join(m.root, "boot"))), "state": state()}
 
 
 @case("mount-umount")

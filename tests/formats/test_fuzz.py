@@ -36,7 +36,7 @@ def _every_probe(data: bytes) -> tuple[str, ...] | None:
 
 def test_dispatch_covers_every_probe():
     names = {n for n, _ in detect_mod.PROBES}
-    assert names == set(detect_mod.AT_ZERO.values()) | detect_mod.ALWAYS
+    assert names == set(detect_mod.AT_ZERO.values()) | set(detect_mod.ALWAYS)
 
 
 def _run(data: bytes) -> None:
