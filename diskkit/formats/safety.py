@@ -32,6 +32,13 @@ def normalise_format(name: str) -> str:
                     hint=f"use one of: {', '.join(known)}")
 
 
+#: Formats that are not disks: a mismatch is fixed by unpacking, not by qemu-img convert.
+_NOT_DISKS = ("gzip", "xz", "zstd", "bzip2", "zip", "tar", "ova")
+_UNPACK = {"gzip": "gunzip -k FILE", "xz": "unxz -k FILE", "zstd": "unzstd FILE",
+           "bzip2": "bunzip2 -k FILE", "zip": "unzip FILE", "tar": "tar -xf FILE",
+           "ova": "tar -xf FILE"}
+
+
 def check_declared(detection: Detection, declared: str) -> list[Finding]:
     """``disk-format-mismatch`` when the declared format is not what the file is."""
     want = normalise_format(declared)
@@ -44,13 +51,20 @@ def check_declared(detection: Detection, declared: str) -> list[Finding]:
             "declared raw but the file is an ISO: the bytes are the same, but Nova attaches "
             "disk_format=iso as a CD-ROM", "declare it as iso (glance image-update "
             "--disk-format iso)", [], declared=declared, detected=got)]
-    return [finding(
-        "disk-format-mismatch", Severity.ERROR,
-        f"declared {declared} but the file is {got} (CVE-2024-40767: a hypervisor told the "
-        f"wrong format reads the {got} metadata as guest data, or follows it)",
-        f"declare the real format (--disk-format {got}) or convert the image: qemu-img "
-        f"convert -f {got if got != 'vhd' else 'vpc'} -O {want} IN OUT",
-        [], declared=declared, detected=got)]
+    if got in _NOT_DISKS:
+        # qemu-img cannot read archives or compressed files: unpacking is the only fix.
+        fix = (f"unpack it first ({_UNPACK.get(got, 'unpack it')}), then check the disk "
+               f"inside and declare its real format")
+        message = (f"declared {declared} but the file is {got}, not a disk image: a "
+                   f"hypervisor would see the {got} bytes as the guest's disk")
+    else:
+        fix = (f"declare the real format (--disk-format {got}) or convert the image: qemu-img "
+               f"convert -f {got if got != 'vhd' else 'vpc'} -O {want} IN OUT")
+        message = (f"declared {declared} but the file is {got} (CVE-2024-40767: a hypervisor "
+                   f"told the wrong format reads the {got} metadata as guest data, or follows "
+                   f"it)")
+    return [finding("disk-format-mismatch", Severity.ERROR, message, fix, [],
+                    declared=declared, detected=got)]
 
 
 def blocking(findings: list[Finding] | tuple[Finding, ...], *,

@@ -236,3 +236,20 @@ def test_vhdx_has_parent_flag(corpus, tmp_path):
 
     with pytest.raises(CommandError):
         qemu_img_info(p, "vhdx")
+
+
+def test_compressed_file_declared_raw_is_fixed_by_unpacking(tmp_path):
+    """qemu-img cannot read a gzip file: the mismatch's fix must say unpack, not convert."""
+    import gzip
+
+    from diskkit.formats.safety import check_declared
+
+    p = create(tmp_path / "disk.raw", "raw", "1M")
+    gz = tmp_path / "disk.raw.gz"
+    gz.write_bytes(gzip.compress(p.read_bytes()))
+    d = detect_path(gz)
+    assert d.format == "gzip"
+    (mismatch,) = check_declared(d, "raw")
+    assert mismatch.code == "disk-format-mismatch"
+    assert "gunzip" in (mismatch.fix or "")
+    assert "qemu-img" not in (mismatch.fix or "")
