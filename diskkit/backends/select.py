@@ -6,6 +6,7 @@ is attached, so bad input (a partition that does not exist, an encrypted or swap
 unsafe image) is one clear error and the backend is chosen knowing the filesystem types:
 
 - ``loop``: raw images directly, other formats through a qemu-storage-daemon FUSE export;
+  Ceph RBD images and NBD URIs (raw bytes only) through a FUSE export of qemu's rbd/nbd driver;
 - ``nbd``: ``qemu-nbd --connect`` (other formats, where the kernel has nbd);
 - ``guestfs``: when the host kernel lacks what is needed (a filesystem type such as vfat or
   iso9660, device-mapper for LVM, loop devices or root rights).
@@ -16,7 +17,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from diskkit.errors import UserError
+from diskkit.errors import HostError, UserError
+from diskkit.target import Target
 
 #: qemu's driver name of each detected format that can be mounted.
 QEMU_DRIVER = {"raw": "raw", "iso": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vhdx": "vhdx",
@@ -55,6 +57,8 @@ class Plan:
     os_root: bool = False
     #: number -> (start, size) in bytes of every partition, from the partition table.
     partitions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: The parsed target when it is an RBD image or an NBD URI (exported by qemu-storage-daemon).
+    remote: Target | None = None
 
 
 def _piece(fs, mountpoint: str = "/") -> Piece:  # type: ignore[no-untyped-def]
@@ -76,10 +80,15 @@ def plan(target: str, *, partition: int | None = None, lv: str | None = None,
         raise UserError("choose one of --partition, --lv and --os", code="bad-option")
     t = parse_target(target)
     if t.kind != "file":
-        raise UserError(f"{target}: mounting works on local image files", code="unsupported-target",
-                        hint="copy or convert the image to a local file first")
-    with open_container(t) as container:
+        _check_remote(t, backend)
+    with open_container(t) as container:  # RbdReader / NbdUriReader for remote targets
         fmt = detect(container).format
+    if t.kind != "file" and fmt not in ("raw", "iso", "luks"):
+        # qemu exports the stored bytes as they are: anything but a raw disk would be garbage.
+        raise UserError(f"{target}: the {t.kind.upper()} image holds {fmt} bytes, not a raw "
+                        "disk; convert it to raw to mount it", code="not-raw",
+                        hint=f"qemu-img convert -f {QEMU_DRIVER.get(fmt, fmt)} -O raw "
+                        f"{target} NEW-TARGET")
     if fmt == "luks":
         raise UserError(f"{target} is LUKS-encrypted; diskkit does not unlock volumes",
                         code="encrypted", hint="unlock it yourself (cryptsetup open --readonly)")
@@ -114,12 +123,29 @@ def plan(target: str, *, partition: int | None = None, lv: str | None = None,
     elif not mountable:
         raise UserError(f"no filesystem on {target} that could hold an operating system",
                         code="no-os")
-    p = Plan(os.path.abspath(t.path or target), QEMU_DRIVER[fmt], backend, "asked", pieces,
+    image = os.path.abspath(t.path) if t.kind == "file" else target
+    p = Plan(image, QEMU_DRIVER[fmt], backend, "asked", pieces,
              [_piece(f) for f in mountable], pvs, os_root,
-             {x.number: (x.start, x.size) for x in layout.partitions})
+             {x.number: (x.start, x.size) for x in layout.partitions},
+             remote=t if t.kind != "file" else None)
     if backend == "auto":
         p.backend, p.reason = _choose(p, layout)
+        if p.remote is not None and p.backend != "loop":
+            raise HostError(f"{target}: cannot mount it here: {p.reason}",
+                            code="module-missing", hint="RBD/NBD targets are mounted through "
+                            "a qemu-storage-daemon FUSE export + loop devices (root)")
     return p
+
+
+def _check_remote(t, backend: str) -> None:  # type: ignore[no-untyped-def]
+    """RBD and NBD targets are mounted through a FUSE export + loop (backend auto or loop)."""
+    if t.kind == "rbd" and not t.image:
+        raise UserError(f"{t.spec}: names a pool, not an image", code="bad-uri",
+                        hint="write rbd:POOL/IMAGE[@SNAP]")
+    if backend not in ("auto", "loop"):
+        raise UserError(f"{t.spec}: the {backend} backend works on local image files",
+                        code="unsupported-target",
+                        hint="RBD and NBD targets use --backend auto (or loop)")
 
 
 def _only(filesystems, location: str, target: str) -> Piece:  # type: ignore[no-untyped-def]
@@ -155,6 +181,8 @@ def _choose(p: Plan, layout) -> tuple[str, str]:  # type: ignore[no-untyped-def]
             return "guestfs", f"this kernel cannot mount {x.fstype}"
     if p.os_root and not any(kernel_supports(x.fstype) for x in p.candidates):
         return "guestfs", "this kernel can mount none of the filesystems"
+    if p.remote is not None:
+        return "loop", f"qemu-storage-daemon FUSE export of the {p.remote.kind} target + loop"
     if p.fmt != "raw" and nbd_available():
         return "nbd", "qemu-nbd --connect (the kernel has nbd)"
     if p.fmt != "raw":

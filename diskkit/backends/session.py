@@ -46,7 +46,9 @@ class _Kernel:
         self.devices: dict[str, str] = {}
         self._kpartx: dict[int, str] | None = None
         pause_at("before-attach")
-        if plan.backend == "nbd":
+        if plan.remote is not None:
+            self.source = fuse.export_remote(td, plan.remote)
+        elif plan.backend == "nbd":
             self.source = nbd.connect(td, plan.image, plan.fmt)
         elif plan.fmt != "raw":
             self.source = fuse.export(td, plan.image, plan.fmt)

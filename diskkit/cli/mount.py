@@ -26,6 +26,7 @@ _LV = typer.Option(None, "--lv", help="Logical volume, VG/LV.")
 _OS = typer.Option(False, "--os", help="Find the OS root and mount its fstab tree.")
 _BACKEND = typer.Option("auto", "--backend", "-b", help="auto, loop, nbd or guestfs.")
 _JSON = typer.Option(False, "--json", help="Print JSON (docs/json.md).")
+_TARGET_HELP = "Image file, rbd:POOL/IMAGE\\[@SNAP][:conf=PATH][:id=USER] or NBD URI (raw)."
 _COMMAND = typer.Argument(..., help="The command, after `--`.")
 
 
@@ -45,7 +46,7 @@ def _sel(partition: int | None, lv: str | None, os_root: bool, backend: str) -> 
 
 @app.command()
 def mount(
-    target: str = typer.Argument(..., help="Image file."),
+    target: str = typer.Argument(..., help=_TARGET_HELP),
     directory: str = typer.Argument(..., help="Empty directory to mount at."),
     partition: int | None = _PARTITION, lv: str | None = _LV, os_root: bool = _OS,
     backend: str = _BACKEND, json_out: bool = _JSON,
@@ -76,7 +77,7 @@ def umount(directory: str = typer.Argument(..., help="Where `diskkit mount` moun
 
 @app.command()
 def run(
-    target: str = typer.Argument(..., help="Image file."),
+    target: str = typer.Argument(..., help=_TARGET_HELP),
     command: list[str] = _COMMAND,
     partition: int | None = _PARTITION, lv: str | None = _LV, os_root: bool = _OS,
     backend: str = _BACKEND,
@@ -103,7 +104,7 @@ def run(
 
 @app.command()
 def cat(
-    target: str = typer.Argument(..., help="Image file."),
+    target: str = typer.Argument(..., help=_TARGET_HELP),
     path: str = typer.Argument(..., help="Path inside the guest, e.g. /etc/fstab."),
     partition: int | None = _PARTITION, lv: str | None = _LV, os_root: bool = _OS,
     backend: str = _BACKEND,
@@ -118,7 +119,7 @@ def cat(
 
 @app.command(name="ls")
 def ls_(
-    target: str = typer.Argument(..., help="Image file."),
+    target: str = typer.Argument(..., help=_TARGET_HELP),
     path: str = typer.Argument("/", help="Directory inside the guest."),
     partition: int | None = _PARTITION, lv: str | None = _LV, os_root: bool = _OS,
     backend: str = _BACKEND, json_out: bool = _JSON,
