@@ -6,13 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+from diskkit.cli.output import human_size
 
 
 def boot_lines(boot: dict[str, Any]) -> list[str]:
@@ -50,7 +44,7 @@ def boot_lines(boot: dict[str, Any]) -> list[str]:
                      + ("; hybrid MBR" if e["hybrid_mbr"] else "")
                      + ("; hybrid GPT" if e["hybrid_gpt"] else "") + ("; UDF" if e["udf"] else ""))
     for esp in boot.get("esp", []):
-        loaders = ", ".join(f"{x['path']} ({x['machine'] or 'not PE'}, {_size(x['size'])})"
+        loaders = ", ".join(f"{x['path']} ({x['machine'] or 'not PE'}, {human_size(x['size'])})"
                             for x in esp["loaders"]) or "no loaders"
         lines.append(f"  ESP {esp['where']} (FAT{esp['fat_bits'] or '?'}): {loaders}")
     bbp = boot.get("bios_boot_partition")

@@ -9,7 +9,7 @@ blank terabyte volume without reading a terabyte.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -29,6 +29,20 @@ class Extent:
     def end(self) -> int:
         """First byte after the extent."""
         return self.offset + self.length
+
+
+def merge_extents(extents: Iterable[Extent]) -> Iterator[Extent]:
+    """``extents`` (in order) with adjacent ones of the same kind merged into one."""
+    pending: Extent | None = None
+    for ext in extents:
+        if pending is not None and pending.data == ext.data and pending.end == ext.offset:
+            pending = Extent(pending.offset, pending.length + ext.length, ext.data)
+            continue
+        if pending is not None:
+            yield pending
+        pending = ext
+    if pending is not None:
+        yield pending
 
 
 class Reader(ABC):
@@ -68,18 +82,7 @@ class Reader(ABC):
 
     def data_extents(self, offset: int = 0, length: int | None = None) -> Iterator[Extent]:
         """Only the extents that may hold data, adjacent ones merged."""
-        pending: Extent | None = None
-        for ext in self.extents(offset, length):
-            if not ext.data or ext.length == 0:
-                continue
-            if pending is not None and pending.end == ext.offset:
-                pending = Extent(pending.offset, pending.length + ext.length, True)
-                continue
-            if pending is not None:
-                yield pending
-            pending = ext
-        if pending is not None:
-            yield pending
+        return merge_extents(e for e in self.extents(offset, length) if e.data and e.length)
 
     def is_zero(self, offset: int, length: int, chunk: int = 1 << 20) -> bool:
         """True when ``[offset, offset+length)`` reads as zeros, reading only data extents."""

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 from diskkit.errors import ImageError
 from diskkit.formats.qcow2 import KNOWN_INCOMPATIBLE, PREFIX_SIZE, Qcow2Header, parse_header
-from diskkit.readers.base import Extent, Reader
+from diskkit.readers.base import Extent, Reader, merge_extents
 from diskkit.readers.qcow2_clusters import LruCache, inflate, unzstd
 
 #: qemu's QCOW_MAX_L1_SIZE: an L1 table of more than 32 MiB is refused.
@@ -229,16 +229,7 @@ class Qcow2Reader(Reader):
     def extents(self, offset: int = 0, length: int | None = None) -> Iterator[Extent]:
         """Data / zero extents from the L1 and L2 tables (and the backing reader's extents
         for unallocated ranges when a backing file is open)."""
-        pending: Extent | None = None
-        for ext in self._raw_extents(offset, length):
-            if pending is not None and pending.data == ext.data and pending.end == ext.offset:
-                pending = Extent(pending.offset, pending.length + ext.length, ext.data)
-                continue
-            if pending is not None:
-                yield pending
-            pending = ext
-        if pending is not None:
-            yield pending
+        return merge_extents(self._raw_extents(offset, length))
 
     def _raw_extents(self, offset: int, length: int | None) -> Iterator[Extent]:
         for g, n, kind in self.mapping(offset, length):
