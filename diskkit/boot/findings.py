@@ -76,7 +76,10 @@ def boot_findings(info: BootInfo) -> list[Finding]:
             None, {"sha256": mbr.sha256}))
     for g in info.grub:
         out.extend(_grub_findings(g))
-    if info.table == "gpt" and info.bios_boot_partition is None and any(
+    # A hybrid ISO (grub-mkrescue) keeps core.img inside its ISO 9660 filesystem, written
+    # once: it needs no BIOS boot partition, so the warning is only for installed disks.
+    hybrid_iso = iso is not None and iso.catalog_present
+    if info.table == "gpt" and info.bios_boot_partition is None and not hybrid_iso and any(
             g.where == "mbr" for g in info.grub):
         out.append(Finding(
             "bios-boot-partition-missing", Severity.WARNING,

@@ -123,6 +123,13 @@ def test_grub_mkrescue_iso(tmp_path):
     # where grub-mkrescue put our grub.cfg and the i386-pc modules.
     t = g.target
     assert (t.kind, t.filesystem, t.grub_cfg, t.normal_mod) == ("disk", "iso9660", True, True)
+    # Its GPT has no BIOS boot partition, and needs none: core.img is in the ISO filesystem.
+    from diskkit.layout import inspect_layout
+
+    with FileReader(str(iso)) as r:
+        full = inspect_boot(r, inspect_layout(r))
+    assert full.table == "gpt" and full.bios_boot_partition is None
+    assert "bios-boot-partition-missing" not in [f.code for f in full.findings]
 
 
 def _third_party() -> pathlib.Path:
