@@ -25,13 +25,13 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 
+from bench._docs import replace_section
 from diskkit.convert import Request, convert
 from diskkit.convert.qemuimg import ConvertOptions, convert_argv
 from diskkit.runner import run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "convert"
-DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Conversion"
 #: Local source: 2 GiB virtual, 512 MiB of data (half random, half a repeated pattern).
 LOCAL_SIZE, LOCAL_DATA = 2 << 30, 512 << 20
@@ -272,15 +272,7 @@ def write_docs(local: list[dict], rbd: list[dict], runs: int, command: str) -> N
                   f"temporary space): {two / dk:.2f}x, 0 bytes of temporary space: {verdict}. "
                   "The two-step path needs a local raw file as large as the source's data "
                   "(its virtual size where the filesystem cannot hold holes).", ""]
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    section = "\n".join(lines)
-    if HEADING in text:
-        start = text.index(HEADING)
-        nxt = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + ("" if nxt < 0 else text[nxt:])
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text.rstrip("\n") + "\n")
+    replace_section(HEADING, "\n".join(lines))
 
 
 def main() -> None:

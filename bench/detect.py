@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 
 import zstandard
 
+from bench._docs import replace_section
 from diskkit.formats.detect import detect
 from diskkit.readers.base import Extent, Reader
 from diskkit.readers.raw import FileReader
@@ -38,7 +39,6 @@ from diskkit.runner import run
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "detect"
 VENV = ROOT / "bench" / ".venv-oslo"
-DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Format detection"
 HEAD_BUDGET = 64 * 1024
 #: Formats that keep a header at the end of the file (a tail read is part of their detection).
@@ -396,15 +396,7 @@ def write_docs(rows: list[dict], command: str, reps: int = 20) -> None:
             f"{dk['virtual_size']} | {os_['format']}, {os_['virtual_size']} | "
             f"{qm['virtual_size']} |")
     lines.append("")
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    section = "\n".join(lines) + "\n"
-    if HEADING in text:
-        start = text.index(HEADING)
-        nxt = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[nxt + 1 :] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
+    replace_section(HEADING, "\n".join(lines) + "\n")
 
 
 def main() -> None:

@@ -15,8 +15,9 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from bench._docs import replace_section
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Diagnose and boot-test"
 #: (sample, diagnose ms, verdict, boot seconds or None, firmware outcome)
 Row = tuple[str, float, str, float | None, str]
@@ -75,14 +76,7 @@ def render(rows: list[Row], command: str, reps: int) -> str:
 
 def write_docs(section: str) -> None:
     """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if HEADING in text:
-        start = text.index(HEADING)
-        nxt = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[nxt + 1:] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
+    replace_section(HEADING, section)
 
 
 def main() -> None:

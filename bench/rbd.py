@@ -23,13 +23,13 @@ import tempfile
 import time
 from typing import Any
 
+from bench._docs import replace_section
 from diskkit.diagnose import diagnose
 from diskkit.readers import rbd as rbd_reader
 from diskkit.runner import run
 from tests.fixtures.ceph import CephCluster, running_cluster
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
 DISKKIT = str(ROOT / ".venv" / "bin" / "diskkit")
 HEADING = "## Ceph RBD"
 MiB = 1 << 20
@@ -195,15 +195,7 @@ def write_docs(diag: list[dict[str, Any]], scan: dict[str, Any], command: str) -
         f"images; images flagged not raw: diskkit {scan['not_raw']}, qemu-img "
         f"{scan['baseline_not_raw']} on the images' own bytes (diskkit also flags clones "
         "whose parent holds qcow2).", ""]
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    section = "\n".join(lines) + "\n"
-    if HEADING in text:
-        start = text.index(HEADING)
-        nxt = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
+    replace_section(HEADING, "\n".join(lines) + "\n")
 
 
 def main() -> None:
