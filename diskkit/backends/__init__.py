@@ -113,11 +113,17 @@ def _in_appliance(target: str, **sel: Any) -> Iterator[Any]:
         yield g
 
 
-def read_file(target: str, path: str, *, out: Any = None, **sel: Any) -> bytes | None:
-    """The bytes of guest file ``path`` (written to the binary stream ``out`` if given)."""
+def _use_appliance(target: str, sel: dict[str, Any]) -> bool:
+    """True when ``cat``/``ls`` go through the libguestfs appliance: asked for, or chosen by
+    the automatic plan (``sel["backend"]`` is then set to "guestfs")."""
     if sel.get("backend", "auto") == "auto" and plan(target, **sel).backend == "guestfs":
         sel["backend"] = "guestfs"
-    if sel.get("backend") == "guestfs":
+    return sel.get("backend") == "guestfs"
+
+
+def read_file(target: str, path: str, *, out: Any = None, **sel: Any) -> bytes | None:
+    """The bytes of guest file ``path`` (written to the binary stream ``out`` if given)."""
+    if _use_appliance(target, sel):
         with _in_appliance(target, **sel) as g:
             if not g.is_file(path, followsymlinks=True):
                 raise UserError(f"{path}: no such file in the image", code="not-found")
@@ -147,9 +153,7 @@ def _emit(host: str, out: Any) -> bytes | None:
 
 def list_dir(target: str, path: str, **sel: Any) -> list[dict[str, Any]]:
     """Entries of guest directory ``path``: name, type ("file", "dir", "link"...), size."""
-    if sel.get("backend", "auto") == "auto" and plan(target, **sel).backend == "guestfs":
-        sel["backend"] = "guestfs"
-    if sel.get("backend") == "guestfs":
+    if _use_appliance(target, sel):
         with _in_appliance(target, **sel) as g:
             if not g.is_dir(path, followsymlinks=True):
                 raise UserError(f"{path}: no such directory in the image", code="not-found")

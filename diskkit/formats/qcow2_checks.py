@@ -14,13 +14,17 @@ from typing import Any
 
 from diskkit.findings import Finding, Severity
 from diskkit.formats.base import Match, Source, finding
-from diskkit.formats.qcow2 import Qcow2Header, Qcow2HeaderError, parse_header
+from diskkit.formats.qcow2 import (
+    INCOMPAT_CORRUPT,
+    INCOMPAT_DATA_FILE,
+    INCOMPAT_EXTL2,
+    KNOWN_INCOMPATIBLE,
+    MAGIC,
+    Qcow2Header,
+    Qcow2HeaderError,
+    parse_header,
+)
 
-MAGIC = b"QFI\xfb"
-KNOWN_INCOMPATIBLE = 0x1F
-DATA_FILE_BIT = 1 << 2
-CORRUPT_BIT = 1 << 1
-EXTENDED_L2_BIT = 1 << 4
 MAX_L1_BYTES = 32 << 20
 MAX_REFTABLE_BYTES = 8 << 20
 MAX_SNAPSHOTS = 65536
@@ -73,7 +77,7 @@ def checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
             backing_file=backing, backing_format=h.backing_format))
     incompat = h.incompatible_features
     data_file = h.data_file
-    if incompat & DATA_FILE_BIT or data_file is not None:
+    if incompat & INCOMPAT_DATA_FILE or data_file is not None:
         out.append(finding(
             "qcow2-data-file", Severity.ERROR,
             f"qcow2 image keeps its data in an external file {data_file!r}: qemu would open "
@@ -87,7 +91,7 @@ def checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
             "qcow2-unknown-incompatible-features", Severity.ERROR,
             f"qcow2 image sets incompatible feature bits {unknown:#x} that no qemu knows",
             "refuse the image", [("incompatible features", 72, head[72:80])]))
-    if incompat & CORRUPT_BIT:
+    if incompat & INCOMPAT_CORRUPT:
         out.append(finding("qcow2-corrupt", Severity.WARNING,
                            "qcow2 image is marked corrupt: qemu opens it read-only only",
                            "run qemu-img check -r all on a copy",
@@ -114,7 +118,7 @@ def checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
                            [("L1 size", 36, head[36:40])], l1_size=l1_size))
     elif l1_size and l1_off + l1_size * 8 > file_size:
         out.append(_oob("L1 table", 40, head[40:48], l1_table_offset=l1_off))
-    entry = 16 if incompat & EXTENDED_L2_BIT else 8
+    entry = 16 if incompat & INCOMPAT_EXTL2 else 8
     per_l1 = cluster * (cluster // entry)
     size = h.size
     if -(-size // per_l1) > l1_size and l1_size * 8 <= MAX_L1_BYTES:
@@ -162,7 +166,7 @@ def probe(src: Source) -> Match | None:
         "version": h.version, "cluster_size": h.cluster_size,
         "backing_file": h.backing_file, "backing_format": h.backing_format,
         "data_file": h.data_file, "crypt_method": h.crypt_method,
-        "incompatible_features": incompat, "extended_l2": bool(incompat & EXTENDED_L2_BIT),
+        "incompatible_features": incompat, "extended_l2": bool(incompat & INCOMPAT_EXTL2),
         "compression_type": h.compression_type,
         "l1_size": h.l1_size, "l1_table_offset": h.l1_table_offset,
     }
