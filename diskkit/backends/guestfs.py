@@ -181,7 +181,9 @@ def guestmount(td: Teardown, image: str, fmt: str, path: str,
     ``guestmount``."""
     pidfile = td.run.dir / f"guestmount{len(td.run.steps)}.pid"
     data = td.step("guestmount", path=os.path.abspath(path), pidfile=str(pidfile))
-    argv = ["guestmount", "--ro", f"--format={fmt}", "-a", image, "--pid-file", str(pidfile)]
+    argv = ["guestmount", "--ro", f"--format={fmt}", "-a", image, "--pid-file", str(pidfile),
+            # FUSE options (libfuse): no setuid, device node or program of the image works.
+            "-o", "nosuid", "-o", "nodev", "-o", "noexec"]
     if pairs is None:
         argv.append("-i")
     else:

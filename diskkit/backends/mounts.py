@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from typing import Any
 
@@ -23,6 +24,29 @@ RO_OPTIONS: dict[str, tuple[str, ...]] = {
     "xfs": ("ro,norecovery",),
     "btrfs": ("ro,rescue=nologreplay", "ro,nologreplay"),
 }
+
+#: Options every mount diskkit makes carries, whatever the filesystem: a hostile image's
+#: setuid binaries give no privilege, its device nodes open nothing, its programs do not run
+#: from the mount (mount(8), "FILESYSTEM-INDEPENDENT MOUNT OPTIONS").
+SAFE_OPTIONS = "nosuid,nodev,noexec"
+
+
+def nosymfollow_supported() -> bool:
+    """True when the running kernel knows ``nosymfollow`` (MS_NOSYMFOLLOW, Linux 5.10+):
+    symlinks on the mount are then never followed by any path walk on the host (readlink
+    still works, so diskkit resolves guest links inside the guest root itself)."""
+    release = os.uname().release
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (5, 10)
+
+
+def mount_options(fstype: str) -> list[str]:
+    """The ``-o`` strings to try, in order, for a read-only mount of ``fstype``: the
+    journal-replay options of :data:`RO_OPTIONS` plus :data:`SAFE_OPTIONS` (and
+    ``nosymfollow`` where the kernel has it)."""
+    extra = SAFE_OPTIONS + (",nosymfollow" if nosymfollow_supported() else "")
+    return [f"{opts},{extra}" for opts in RO_OPTIONS.get(fstype, ("ro",))]
+
 
 #: Kernel filesystem name of a blkid TYPE, where they differ.
 _KERNEL_FS = {"vfat": "vfat", "iso9660": "iso9660", "ntfs": "ntfs3"}
@@ -121,10 +145,11 @@ def _undo_mkdir(data: dict[str, Any]) -> None:
 
 
 def mount(td: Teardown, device: str, path: str, fstype: str) -> None:
-    """Mount ``device`` at ``path`` read-only, never replaying a journal."""
+    """Mount ``device`` at ``path`` read-only, never replaying a journal, with
+    :func:`mount_options` (nosuid, nodev, noexec, nosymfollow)."""
     data = td.step("mount", path=os.path.abspath(path), device=device)
     last: CommandError | None = None
-    for opts in RO_OPTIONS.get(fstype, ("ro",)):
+    for opts in mount_options(fstype):
         try:
             run(["mount", "-t", _KERNEL_FS.get(fstype, fstype), "-o", opts, device, path],
                 timeout=60)
