@@ -2,24 +2,28 @@
 footer, and plain-text descriptor files.
 
 Header layout (VMware "Virtual Disk Format 5.0", SparseExtentHeader, little-endian, packed):
-magic @0, version u32 @4, flags u32 @8, capacity u64 @12 (sectors), grainSize u64 @20,
-descriptorOffset u64 @28, descriptorSize u64 @36, numGTEsPerGT u32 @44, rgdOffset u64 @48,
-gdOffset u64 @56 (``GD_AT_END``: the real header is the footer), overHead u64 @64,
-uncleanShutdown u8 @72, four newline-detection bytes @73, compressAlgorithm u16 @77.
+:data:`LAYOUT` (magic, version, flags, capacity in sectors, grainSize, descriptorOffset,
+descriptorSize, numGTEsPerGT, rgdOffset, gdOffset (``GD_AT_END``: the real header is the
+footer), overHead, uncleanShutdown, four newline-detection bytes, compressAlgorithm).
 A streamOptimized file ends with a footer marker, a copy of the header, and an end-of-stream
 marker (three 512-byte sectors); qemu (block/vmdk.c) then takes the footer's fields over the
-header's, so we do too, and report when they disagree.
+header's, so we do too, and report when they disagree. A footer that itself says "the grain
+directory is at the footer" is refused: qemu would read its L1 table from offset
+0xFFFFFFFFFFFFFFFF sectors, and oslo.utils' inspector refuses it too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from diskkit.findings import Finding, Severity
 from diskkit.formats import vmdk_descriptor
 from diskkit.formats.base import Match, Source, finding, unpack
+from diskkit.formats.fields import Header, Layout
 
 MAGIC = b"KDMV"
 GD_AT_END = 0xFFFFFFFFFFFFFFFF
-_HDR = "<4sIIQQQQIQQQB4sH"
 _FLAG_COMPRESSED = 1 << 16
 _MARKER_FOOTER = 3
 #: qemu refuses more than 512 grain table entries per table; we call more absurd.
@@ -29,16 +33,48 @@ MAX_GD_BYTES = 32 << 20
 #: Most descriptor bytes detection reads.
 DESC_READ = 64 * 1024
 
+LAYOUT = Layout(
+    "<", ("magic", "4s"), ("version", "I"), ("flags", "I"), ("capacity", "Q"),
+    ("grain_size", "Q"), ("descriptor_offset", "Q"), ("descriptor_size", "Q"),
+    ("num_gtes_per_gt", "I"), ("rgd_offset", "Q"), ("gd_offset", "Q"), ("overhead", "Q"),
+    ("unclean_shutdown", "B"), ("newline_test", "4s"), ("compress_algorithm", "H"))
+#: The fields a streamOptimized footer must repeat unchanged.
+_FOOTER_SAME = ("version", "capacity", "grain_size", "descriptor_offset", "descriptor_size",
+                "num_gtes_per_gt")
 
-def _header(data: bytes, offset: int, what: str) -> dict[str, int | bytes]:
-    (magic, version, flags, capacity, grain, desc_off, desc_size, gtes, rgd, gd, overhead,
-     _unclean, _nl, compress) = unpack(_HDR, data, offset, what)
-    return {"magic": magic, "version": version, "flags": flags, "capacity": capacity,
-            "grain": grain, "desc_off": desc_off, "desc_size": desc_size, "gtes": gtes,
-            "rgd": rgd, "gd": gd, "overhead": overhead, "compress": compress}
+
+@dataclass(frozen=True, kw_only=True)
+class VmdkHeader(Header):
+    """A VMDK SparseExtentHeader (sizes and offsets in 512-byte sectors, as stored)."""
+
+    LAYOUT = LAYOUT
+    magic: bytes
+    version: int
+    flags: int
+    capacity: int
+    grain_size: int
+    descriptor_offset: int
+    descriptor_size: int
+    num_gtes_per_gt: int
+    rgd_offset: int
+    gd_offset: int
+    overhead: int
+    unclean_shutdown: int
+    newline_test: bytes
+    compress_algorithm: int
+
+    @property
+    def compressed(self) -> bool:
+        """True when grains are compressed (flags bit 16)."""
+        return bool(self.flags & _FLAG_COMPRESSED)
+
+    @property
+    def gd_at_end(self) -> bool:
+        """True when the grain directory offset is in the footer (streamOptimized)."""
+        return self.gd_offset == GD_AT_END
 
 
-def _footer(src: Source, hdr: dict, findings: list[Finding]) -> dict | None:
+def _footer(src: Source, hdr: VmdkHeader, findings: list[Finding]) -> VmdkHeader | None:
     """The streamOptimized footer header, or None (with a finding) when it is not valid."""
     if src.size < 1536 + 512:
         findings.append(_mismatch("the file is too short to hold the footer", None, b""))
@@ -47,16 +83,22 @@ def _footer(src: Source, hdr: dict, findings: list[Finding]) -> dict | None:
     raw = src.read(start, 1536)
     _val, size, mtype = unpack("<QII", raw, 0, "VMDK footer marker")
     eos = unpack("<QII", raw, 1024, "VMDK end-of-stream marker")
-    foot = _header(raw, 512, "VMDK footer")
-    if size != 0 or mtype != _MARKER_FOOTER or foot["magic"] != MAGIC or eos != (0, 0, 0):
+    foot = VmdkHeader.parse(raw, 512, file_offset=start + 512, what="VMDK footer")
+    if size != 0 or mtype != _MARKER_FOOTER or foot.magic != MAGIC or eos != (0, 0, 0):
         findings.append(_mismatch("gdOffset says 'at the footer' but there is no valid footer",
                                   start, raw[:16] + raw[512:516]))
         return None
-    for key in ("version", "capacity", "grain", "desc_off", "desc_size", "gtes"):
-        if foot[key] != hdr[key]:
+    if foot.gd_at_end:
+        findings.append(_mismatch(
+            "the footer's gdOffset also says 'at the footer': there is no grain directory "
+            "(qemu cannot read the L1 table)", foot.offset("gd_offset"),
+            foot.bytes_of("gd_offset")))
+        return None
+    for key in _FOOTER_SAME:
+        if getattr(foot, key) != getattr(hdr, key):
             findings.append(_mismatch(
-                f"header {key} is {hdr[key]}, footer {key} is {foot[key]} (qemu uses the "
-                "footer)", start + 512, raw[512:512 + 79]))
+                f"header {key} is {getattr(hdr, key)}, footer {key} is {getattr(foot, key)} "
+                "(qemu uses the footer)", foot.file_offset, foot.raw))
             break
     return foot
 
@@ -69,49 +111,49 @@ def _mismatch(what: str, offset: int | None, data: bytes) -> Finding:
 
 
 def _sparse(src: Source) -> Match:
-    hdr = _header(src.head, 0, "VMDK sparse header")
+    hdr = VmdkHeader.parse(src.head, 0, what="VMDK sparse header")
     findings: list[Finding] = []
     used = hdr
-    if hdr["version"] not in (1, 2, 3):
+    if hdr.version not in (1, 2, 3):
         findings.append(finding("vmdk-bad-version", Severity.ERROR,
-                                f"VMDK sparse header version {hdr['version']} is not 1, 2 or 3",
-                                "refuse the image", [("version", 4, src.head[4:8])]))
-    if hdr["gd"] == GD_AT_END:
+                                f"VMDK sparse header version {hdr.version} is not 1, 2 or 3",
+                                "refuse the image", [hdr.evidence("version", "version")]))
+    if hdr.gd_at_end:
         used = _footer(src, hdr, findings) or hdr
-    grain, gtes, capacity = used["grain"], used["gtes"], used["capacity"]
+    grain, gtes, capacity = used.grain_size, used.num_gtes_per_gt, used.capacity
     if grain == 0 or gtes == 0 or gtes > MAX_GTES:
         findings.append(finding(
             "absurd-table-size", Severity.ERROR,
             f"VMDK grain size {grain} sectors / {gtes} entries per grain table is invalid",
-            "refuse the image", [("grainSize, numGTEsPerGT", 20, src.head[20:48])]))
+            "refuse the image",
+            [used.evidence("grainSize, numGTEsPerGT", "grain_size", "num_gtes_per_gt")]))
     elif -(-capacity // (grain * gtes)) * 4 > MAX_GD_BYTES:
         findings.append(finding(
             "absurd-table-size", Severity.ERROR,
             f"VMDK capacity {capacity} sectors needs a grain directory over "
             f"{MAX_GD_BYTES >> 20} MiB", "refuse the image",
-            [("capacity", 12, src.head[12:20])]))
-    if used["gd"] not in (GD_AT_END, 0) and used["gd"] * 512 >= src.size:
+            [used.evidence("capacity", "capacity")]))
+    if not used.gd_at_end and used.gd_offset and used.gd_offset * 512 >= src.size:
         findings.append(finding(
             "header-field-out-of-bounds", Severity.ERROR,
-            f"VMDK grain directory at sector {used['gd']} is past the end of the file",
-            "refuse the image (truncated or hostile)", [("gdOffset", 56, src.head[56:64])]))
-    details: dict = {"version": hdr["version"], "flags": hdr["flags"],
-                     "grain_size": grain * 512, "compressed": bool(hdr["flags"] &
-                                                                   _FLAG_COMPRESSED),
-                     "footer": hdr["gd"] == GD_AT_END, "create_type": "monolithicSparse"}
-    desc_off, desc_size = used["desc_off"] * 512, used["desc_size"] * 512
+            f"VMDK grain directory at sector {used.gd_offset} is past the end of the file",
+            "refuse the image (truncated or hostile)", [used.evidence("gdOffset", "gd_offset")]))
+    details: dict[str, Any] = {"version": hdr.version, "flags": hdr.flags,
+                               "grain_size": grain * 512, "compressed": hdr.compressed,
+                               "footer": hdr.gd_at_end, "create_type": "monolithicSparse"}
+    desc_off, desc_size = used.descriptor_offset * 512, used.descriptor_size * 512
     if desc_off:
         if desc_size > vmdk_descriptor.MAX_DESCRIPTOR:
             findings.append(finding(
                 "absurd-table-size", Severity.ERROR,
                 f"VMDK embedded descriptor claims {desc_size} bytes", "refuse the image",
-                [("descriptorSize", 36, src.head[36:44])]))
+                [used.evidence("descriptorSize", "descriptor_size")]))
         elif desc_off + desc_size > src.size:
             findings.append(finding(
                 "header-field-out-of-bounds", Severity.ERROR,
                 f"VMDK embedded descriptor [{desc_off}, +{desc_size}) is past the end of "
                 "the file", "refuse the image (truncated or hostile)",
-                [("descriptorOffset", 28, src.head[28:44])]))
+                [used.evidence("descriptorOffset", "descriptor_offset", "descriptor_size")]))
         else:
             raw = src.read(desc_off, min(desc_size, DESC_READ))
             desc = vmdk_descriptor.parse(raw)
