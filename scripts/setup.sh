@@ -23,8 +23,10 @@ DEBIAN_PACKAGES=(
   ceph-mon ceph-osd ceph-common python3-rbd python3-rados
   # NBD client library binding
   python3-libnbd
-  # the interpreter the venv is made from
-  python3 python3-venv python3-pip
+  # the interpreter the venv is made from (python3-dev, gcc: the libyal bindings build from source)
+  python3 python3-venv python3-pip python3-dev gcc
+  # guest filesystem test images: UDF, ISO with Joliet/Rock Ridge and UDF bridge
+  udftools genisoimage
 )
 
 missing=()

@@ -1,0 +1,78 @@
+"""Guest filesystems read through any Reader, with no root and no mount.
+
+``open_filesystem(reader, fstype)`` gives a :class:`~diskkit.guest.fs.api.GuestFS` over a
+partition, an LV or a whole disk of any reader (file, qcow2, qemu-nbd, nbd://, rbd:):
+
+- ext2/3/4, XFS, FAT12/16/32, NTFS: libyal's bindings (:mod:`diskkit.guest.fs.libyal`);
+- ISO 9660 (Rock Ridge, Joliet) and UDF bridge images: pycdlib (:mod:`diskkit.guest.fs.iso`);
+- anything else (btrfs, pure UDF, ...) raises HostError ``fs-unsupported`` here; the service
+  layer (:mod:`diskkit.guest.fs.service`) reads those through the libguestfs appliance
+  (:mod:`diskkit.guest.fs.appliance`).
+
+docs/guest-fs.md says why each parser was chosen.
+"""
+
+from __future__ import annotations
+
+from diskkit.errors import HostError, ImageError
+from diskkit.guest.fs.api import (
+    DEFAULT_READ_LIMIT,
+    MAX_DIR_ENTRIES,
+    MAX_SYMLINKS,
+    BoundExceeded,
+    DirEntry,
+    FileStat,
+    GuestFS,
+    NotADirectory,
+    NotAFile,
+    NotASymlink,
+    NotFound,
+    SymlinkLoop,
+)
+from diskkit.readers.base import Reader
+
+__all__ = [
+    "DEFAULT_READ_LIMIT", "IN_PROCESS", "MAX_DIR_ENTRIES", "MAX_SYMLINKS", "BoundExceeded",
+    "DirEntry", "FileStat", "GuestFS", "NotADirectory", "NotAFile", "NotASymlink", "NotFound",
+    "SymlinkLoop", "open_filesystem", "readable_in_process",
+]
+
+#: fstypes read in-process (no root, no appliance).
+IN_PROCESS = ("ext2", "ext3", "ext4", "xfs", "vfat", "ntfs", "iso9660", "udf")
+
+
+def readable_in_process(fstype: str | None) -> bool:
+    """True when :func:`open_filesystem` reads ``fstype`` itself (no appliance)."""
+    return fstype in IN_PROCESS
+
+
+def open_filesystem(reader: Reader, fstype: str | None = None, *, label: str | None = None,
+                    uuid: str | None = None) -> GuestFS:
+    """The filesystem on ``reader`` as a :class:`GuestFS` (see the module docstring).
+
+    ``fstype`` is blkid's TYPE as :mod:`diskkit.layout.filesystems` gives it; None probes.
+    ``label``/``uuid`` default to what the probe reads (blkid's rules). The caller closes the
+    result; that never closes ``reader``.
+    """
+    from diskkit.layout.filesystems import probe
+
+    found = probe(reader)
+    if fstype is None:
+        if found is None:
+            raise ImageError(f"{reader.name}: no filesystem diskkit recognises",
+                             code="no-filesystem")
+        fstype = found.type
+    if found is not None and found.type == fstype:
+        label = label if label is not None else found.label
+        uuid = uuid if uuid is not None else found.uuid
+    if fstype in ("ext2", "ext3", "ext4", "xfs", "vfat", "ntfs"):
+        from diskkit.guest.fs.libyal import LibyalFS
+
+        return LibyalFS(reader, fstype, label=label, uuid=uuid)
+    if fstype in ("iso9660", "udf"):
+        from diskkit.guest.fs.iso import IsoFS
+
+        return IsoFS(reader, fstype, label=label, uuid=uuid)
+    raise HostError(f"{reader.name}: diskkit reads no {fstype} filesystem in-process",
+                    code="fs-unsupported",
+                    hint="the libguestfs appliance reads it (diskkit cat/ls do so automatically)")
