@@ -135,15 +135,20 @@ def read_file(target: str, path: str, *, out: Any = None, **sel: Any) -> bytes |
             finally:
                 run.remove_dir()
     with mounted(target, **sel) as m:
-        from diskkit.backends.mounts import resolve_in_root
+        from diskkit import guestpath
 
-        host = resolve_in_root(m.root, path)
-        if not os.path.isfile(host):
-            raise UserError(f"{path}: no such file in the image", code="not-found")
-        return _emit(host, out)
+        # Resolved inside the guest root; a regular file only (never a FIFO or a device).
+        try:
+            fd = guestpath.open_file(m.root, path)
+        except UserError as exc:
+            if exc.code == "not-a-regular-file":
+                raise UserError(f"{path}: no such file in the image", code="not-found") \
+                    from None
+            raise
+        return _emit(fd, out)
 
 
-def _emit(host: str, out: Any) -> bytes | None:
+def _emit(host: str | int, out: Any) -> bytes | None:
     with open(host, "rb") as f:
         if out is None:
             return f.read()

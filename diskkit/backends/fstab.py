@@ -12,16 +12,24 @@ def _unoctal(s: str) -> str:
     return s.replace("\\040", " ").replace("\\011", "\t")
 
 
-def entries(path: str, limit: int = 1 << 16) -> list[tuple[str, str, str]]:
-    """(spec, mountpoint, type) of each real filesystem in the fstab at ``path``, sorted so a
-    parent comes before its children. At most ``limit`` bytes are read (a hostile image may
-    have a huge fstab); an unreadable file gives []."""
+def entries(root: str, path: str = "/etc/fstab",
+            limit: int = 1 << 16) -> list[tuple[str, str, str]]:
+    """(spec, mountpoint, type) of each real filesystem in the guest fstab at ``path`` under the
+    mounted guest ``root``, sorted so a parent comes before its children.
+
+    The file is opened inside the guest root (:mod:`diskkit.guestpath`: symlinks resolved as the
+    guest would, a regular file only, never a FIFO or a host file), and at most ``limit`` bytes
+    of it are read (a hostile image may have a huge fstab). A missing or unreadable file gives
+    [].
+    """
+    from diskkit.errors import DiskkitError
+    from diskkit.guestpath import read_file
+
     try:
-        with open(path, "rb") as f:
-            text = f.read(limit).decode("utf-8", errors="replace")
-    except OSError:
+        data = read_file(root, path, limit, truncate=True)
+    except (DiskkitError, OSError):
         return []
-    return parse(text)
+    return parse(data.decode("utf-8", errors="replace"))
 
 
 def parse(text: str) -> list[tuple[str, str, str]]:

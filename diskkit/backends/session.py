@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
+from diskkit import guestpath
 from diskkit.backends import fuse, guestfs, loop, lvm, mounts, nbd
 from diskkit.backends.base import Teardown, pause_at
 from diskkit.backends.select import Piece, Plan, find_piece
@@ -159,11 +160,11 @@ def _os_pieces(k: _Kernel, plan: Plan, root: str, result: Mounted) -> list[Piece
             _mount_piece(k, cand, root, result)
         except HostError:
             continue
-        etc = mounts.resolve_in_root(root, "/etc")
-        if os.path.isfile(os.path.join(etc, "fstab")) or \
-                os.path.exists(os.path.join(etc, "os-release")):
+        # Guest paths resolved inside the guest root, never on the host (diskkit.guestpath).
+        if guestpath.is_file(root, "/etc/fstab") or \
+                guestpath.kind(root, "/etc/os-release") is not None:
             out = [cand]
-            for spec, mp, _fstype in entries(os.path.join(etc, "fstab")):
+            for spec, mp, _fstype in entries(root, "/etc/fstab"):
                 if mp == "/":
                     continue
                 match = find_piece(plan, spec)
@@ -173,7 +174,7 @@ def _os_pieces(k: _Kernel, plan: Plan, root: str, result: Mounted) -> list[Piece
                 elif not mounts.kernel_supports(match.fstype):
                     result.skipped.append({"spec": spec, "mountpoint": mp,
                                            "reason": f"this kernel cannot mount {match.fstype}"})
-                elif not os.path.isdir(mounts.resolve_in_root(root, mp)):
+                elif not guestpath.is_dir(root, mp):
                     result.skipped.append({"spec": spec, "mountpoint": mp,
                                            "reason": "no such directory in the root"})
                 else:
