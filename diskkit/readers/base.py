@@ -71,6 +71,14 @@ class Reader(ABC):
             )
         return data
 
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        """Read ``len(buf)`` bytes at ``offset`` into ``buf``; return how many were read
+        (fewer only where the reader ends). Readers over files override it to read straight
+        into the buffer (no intermediate bytes object)."""
+        data = self.read(offset, len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
     def extents(self, offset: int = 0, length: int | None = None) -> Iterator[Extent]:
         """The ranges in ``[offset, offset+length)``, marked with whether they hold data.
 

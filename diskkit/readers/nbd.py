@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from diskkit.errors import HostError, ImageError, UserError
+from diskkit.formats import registry
 from diskkit.readers.base import Extent, Reader
 from diskkit.readers.raw import open_readonly
 from diskkit.runner import spawn
@@ -39,8 +40,6 @@ CONNECT_TIMEOUT = 15.0
 MAX_REQUEST = 16 << 20
 #: Largest block status request (the classic protocol's count is 32 bits).
 MAX_STATUS = 1 << 30
-#: Formats whose images can name a backing file (qemu's drivers with supports_backing).
-BACKING_FORMATS = frozenset({"qcow2", "qed", "vmdk", "qcow"})
 
 
 _UNREACHABLE = frozenset({"ECONNREFUSED", "ENOENT", "EHOSTUNREACH", "ENETUNREACH", "ECONNRESET",
@@ -121,22 +120,42 @@ class _NbdReader(Reader):
         return b"".join(chunks)
 
     def extents(self, offset: int = 0, length: int | None = None) -> Iterator[Extent]:
-        """Extents from NBD block status (all data when the server lacks base:allocation)."""
-        import nbd
+        """Extents from NBD block status (all data when the server lacks base:allocation).
 
+        Block status is asked once per :data:`MAX_STATUS` window and kept: every later call
+        (detection, layout, the blank check, each is_zero) is answered from memory."""
         end = self.size if length is None else min(self.size, offset + length)
         if not self._allocation:
             yield from super().extents(offset, end - offset)
             return
         pos = offset
         while pos < end:
+            window = pos // MAX_STATUS
+            for ext in self._window_status(window):
+                stop = min(ext.end, end)
+                if stop > pos and ext.offset <= pos:
+                    yield Extent(pos, stop - pos, ext.data)
+                    pos = stop
+            pos = max(pos, min(end, (window + 1) * MAX_STATUS))
+
+    def _window_status(self, window: int) -> list[Extent]:
+        """Block status of ``[window * MAX_STATUS, ...)``, covering it whole (cached)."""
+        cache: dict[int, list[Extent]] = self.__dict__.setdefault("_status", {})
+        if window in cache:
+            return cache[window]
+        import nbd
+
+        start = window * MAX_STATUS
+        end = min(self.size, start + MAX_STATUS)
+        out: list[Extent] = []
+        pos = start
+        while pos < end:
             got: list[Extent] = []
 
-            def collect(_ctx: str, start: int, entries: list[int], _err: Any,
+            def collect(_ctx: str, at: int, entries: list[int], _err: Any,
                         got: list[Extent] = got) -> int:
                 if _ctx != "base:allocation":
                     return 0
-                at = start
                 for i in range(0, len(entries) - 1, 2):
                     n, flags = entries[i], entries[i + 1]
                     got.append(Extent(at, n, not flags & nbd.STATE_ZERO))
@@ -144,18 +163,23 @@ class _NbdReader(Reader):
                 return 0
 
             try:
-                self._handle.block_status(min(end - pos, MAX_STATUS), pos, collect)
+                self._handle.block_status(end - pos, pos, collect)
             except nbd.Error as exc:
                 raise HostError(f"{self.name}: NBD block status failed: {exc.string}",
                                 code="nbd-io") from None
             if not got or got[0].length == 0:
-                yield Extent(pos, end - pos, True)  # the server said nothing: assume data
-                return
+                out.append(Extent(pos, end - pos, True))  # the server said nothing: data
+                break
             for ext in got:
                 stop = min(ext.end, end)
                 if stop > pos:
-                    yield Extent(pos, stop - pos, ext.data)
+                    if out and out[-1].data == ext.data and out[-1].end == pos:
+                        out[-1] = Extent(out[-1].offset, stop - out[-1].offset, ext.data)
+                    else:
+                        out.append(Extent(pos, stop - pos, ext.data))
                     pos = stop
+        cache[window] = out
+        return out
 
     def close(self) -> None:
         """Disconnect."""
@@ -245,7 +269,8 @@ class QemuNbdReader(_NbdReader):
     def _start(self, server: _Server, allow_backing: bool, timeout: float) -> None:
         spec: dict[str, Any] = {"driver": self.format,
                                 "file": {"driver": "file", "filename": os.path.abspath(self.path)}}
-        if not allow_backing and self.format in BACKING_FORMATS:
+        info = registry.by_qemu(self.format)
+        if not allow_backing and (info is None or info.qemu_backing):
             spec["backing"] = None
         self._socket = os.path.join(server.tmpdir, "nbd.sock")
         log_path = os.path.join(server.tmpdir, "qemu-nbd.log")

@@ -9,16 +9,30 @@ Bit 62 marks a compressed cluster (offset and extra 512-byte sector count packed
 extended L2); bits 9-55 are the host offset. Unallocated clusters read from the backing file,
 or as zeros without one.
 
+Speed: the allocation map is built one L2 table at a time, the first time a table's range is
+asked for, and kept (:class:`Qcow2Reader` ``_runs``). A table is scanned at C speed: all-zero
+4 KiB stretches are skipped with one ``memcmp`` each, zero bytes inside the others with one
+regex match, so only non-zero entries cost Python work; a stretch of entries mapping
+consecutive host clusters is recognised in one comparison of arrays (doubling, then bisection),
+so a table of contiguous data costs a handful of operations, not 8192. Adjacent clusters of
+the same kind (contiguous on the host for data) become one run, and a read issues one
+``preadv`` per run straight into the caller's buffer.
+
 Safety: this reader never opens a file by a name found in the image. A backing file is read
 only through the caller's ``backing_opener``; an external data file only through the
 ``data_file`` reader the caller gives. Every table is bounded by the file size before it is
-read, and tables are cached in a bounded LRU cache.
+read; the map holds at most one run per non-zero L2 entry found in the file, and the number of
+entries scanned is bounded by what the file can hold (a table referenced twice is not a way to
+make the map grow without bound).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from array import array
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from diskkit.errors import ImageError
@@ -28,10 +42,11 @@ from diskkit.readers.qcow2_clusters import LruCache, inflate, unzstd
 
 #: qemu's QCOW_MAX_L1_SIZE: an L1 table of more than 32 MiB is refused.
 MAX_L1_BYTES = 32 << 20
-#: Total bytes of L1 pieces and L2 tables kept in memory.
-TABLE_CACHE_BYTES = 8 << 20
 #: Total bytes of decompressed clusters kept in memory.
 CLUSTER_CACHE_BYTES = 4 << 20
+#: Runs kept in the per-table map cache (about 100 bytes each); beyond it the tables used
+#: least recently are dropped (and scanned again if asked for).
+MAP_CACHE_RUNS = 2_000_000
 
 _OFFSET_MASK = 0x00FFFFFFFFFFFE00  # bits 9-55 (L1E/L2E offset masks in qemu)
 _COMPRESSED = 1 << 62
@@ -40,8 +55,61 @@ _ZERO_FLAG = 1
 
 DATA, COMPRESSED, ZERO, UNALLOCATED = "data", "compressed", "zero", "unallocated"
 
+_ZEROS = re.compile(rb"\x00*")
+_CHUNK = 4096  # bytes of a table compared with zeros at once
+_ZERO_CHUNK = bytes(_CHUNK)
+_SWAP = sys.byteorder == "little"  # qcow2 is big-endian
+
+#: One run of the map: (guest start, guest end, kind, host). ``host`` is the host offset of
+#: the run's first byte for DATA, the L2 entry for COMPRESSED (one cluster per run), else 0.
+Run = tuple[int, int, str, int]
+
 #: ``backing_opener(backing_file_name, backing_format) -> Reader`` (the caller decides).
 BackingOpener = Callable[[str, "str | None"], Reader]
+
+
+def _next_nonzero(raw: bytes, pos: int, limit: int) -> int:
+    """Position of the first non-zero byte of ``raw[pos:limit]``, or ``limit``."""
+    while pos < limit:
+        end = min(limit, (pos // _CHUNK + 1) * _CHUNK)
+        if end - pos == _CHUNK and raw.startswith(_ZERO_CHUNK, pos):
+            pos = end
+            continue
+        m = _ZEROS.match(raw, pos, end)
+        found = m.end() if m is not None else end
+        if found < end:
+            return found
+        pos = end
+    return limit
+
+
+def _same_step(table: array, i: int, value: int, step: int, count: int) -> int:
+    """How many entries from ``table[i]`` (at most ``count``) read ``value + k * step``."""
+    if count < 2 or table[i + 1] != value + step:
+        return 1
+
+    def expect(m: int) -> array:
+        if not step:
+            return array("Q", [value]) * m
+        return array("Q", range(value, value + m * step, step))
+
+    n = 2
+    while n < count:  # doubling: the cost is proportional to the run, not to the table
+        m = min(count, 2 * n)
+        if table[i : i + m] != expect(m):
+            break
+        n = m
+    else:
+        return n
+    lo, hi = n, min(count, 2 * n)  # table[i:i+lo] matches, table[i:i+hi] does not
+    expected = expect(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if table[i : i + mid] == expected[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 class Qcow2Reader(Reader):
@@ -70,9 +138,17 @@ class Qcow2Reader(Reader):
         self._cs = h.cluster_size
         self._ext = h.extended_l2
         self._per_l2 = self._cs * h.l2_entries  # guest bytes one L2 table maps
-        self._tables = LruCache(TABLE_CACHE_BYTES)
         self._clusters = LruCache(CLUSTER_CACHE_BYTES)
         self._data_file = data_file
+        self._l1: array | None = None
+        self._l1_used: list[int] = []  # indices of the L1 entries that name an L2 table
+        # l1 index -> (run starts, runs) of that table's clusters, unallocated left out
+        self._runs: OrderedDict[int, tuple[list[int], list[Run]]] = OrderedDict()
+        self._cached_runs = 0
+        self._scanned: set[int] = set()
+        self._charging = True
+        # Entries scanned so far; a file holds at most size/8 of them (plus slack).
+        self._budget = container.size // 8 + (1 << 20)
         self.backing: Reader | None = None
         if h.has_backing_file and backing_opener is not None:
             if h.backing_file is None:
@@ -108,67 +184,151 @@ class Qcow2Reader(Reader):
 
     # -- tables -------------------------------------------------------------------------
 
-    def _table(self, kind: str, offset: int, nbytes: int) -> array:
-        key = (kind, offset)
-        table = self._tables.get(key)
-        if table is None:
-            raw = self.container.read(offset, nbytes)
-            if len(raw) != nbytes:
-                raise ImageError(f"{self.name}: {kind} table at {offset} runs past the end of "
-                                 f"the file", code="header-field-out-of-bounds")
+    def _table_bytes(self, kind: str, offset: int, nbytes: int) -> bytes:
+        raw = self.container.read(offset, nbytes)
+        if len(raw) != nbytes:
+            raise ImageError(f"{self.name}: {kind} table at {offset} runs past the end of "
+                             f"the file", code="header-field-out-of-bounds")
+        return raw
+
+    def _load_l1(self) -> array:
+        """The L1 table (entries that map the virtual size only), read once."""
+        if self._l1 is None:
+            used = -(-self.size // self._per_l2) if self.size else 0
+            raw = self._table_bytes("L1", self.header.l1_table_offset, used * 8)
             table = array("Q", raw)
-            if sys.byteorder == "little":
-                table.byteswap()  # qcow2 is big-endian
-            self._tables.put(key, table, nbytes)
-        return table  # type: ignore[return-value]
+            if _SWAP:
+                table.byteswap()
+            found, pos, limit = [], 0, len(raw)
+            while (pos := _next_nonzero(raw, pos, limit)) < limit:
+                i = pos >> 3
+                if table[i] & _OFFSET_MASK:
+                    found.append(i)
+                pos = (i + 1) << 3
+            self._l1_used = found
+            self._l1 = table
+        return self._l1
 
-    def _l1_entry(self, index: int) -> int:
-        per_piece = self._cs // 8
-        piece = index // per_piece
-        n = min(per_piece, self.header.l1_size - piece * per_piece)
-        table = self._table("L1", self.header.l1_table_offset + piece * self._cs, n * 8)
-        return table[index - piece * per_piece]
-
-    def _l2_table(self, offset: int) -> array:
-        if offset % self._cs:
-            raise ImageError(f"{self.name}: L2 table offset {offset} is not cluster-aligned",
+    def _table_runs(self, l1_index: int) -> tuple[list[int], list[Run]]:
+        """The runs of L2 table ``l1_index`` (cached)."""
+        got = self._runs.get(l1_index)
+        if got is not None:
+            self._runs.move_to_end(l1_index)
+            return got
+        l2_offset = self._load_l1()[l1_index] & _OFFSET_MASK
+        if l2_offset % self._cs:
+            raise ImageError(f"{self.name}: L2 table offset {l2_offset} is not cluster-aligned",
                              code="qcow2-unreadable")
-        return self._table("L2", offset, self._cs)
+        raw = self._table_bytes("L2", l2_offset, self._cs)
+        # a table scanned before (dropped from the cache) is not charged again
+        self._charging = l1_index not in self._scanned
+        self._scanned.add(l1_index)
+        runs = self._scan(l1_index * self._per_l2, raw)
+        got = ([r[0] for r in runs], runs)
+        self._runs[l1_index] = got
+        self._cached_runs += len(runs) + 1
+        while self._cached_runs > MAP_CACHE_RUNS and len(self._runs) > 1:
+            _, (_s, old) = self._runs.popitem(last=False)
+            self._cached_runs -= len(old) + 1
+        return got
 
-    # -- mapping ------------------------------------------------------------------------
+    def _scan(self, base: int, raw: bytes) -> list[Run]:
+        """The runs of one L2 table mapping guest bytes from ``base``."""
+        cb, cs = self._cb, self._cs
+        entries = min(self.header.l2_entries, -(-(self.size - base) // cs))
+        table = array("Q", raw)
+        if _SWAP:
+            table.byteswap()
+        runs: list[Run] = []
+        size = self.size
 
-    def _pieces(self, offset: int, end: int) -> Iterator[tuple[int, int, str, int]]:
-        """(guest offset, length, kind, host) for consecutive pieces of ``[offset, end)``.
+        def add(g: int, n: int, kind: str, host: int) -> None:
+            end = min(g + n, size)
+            if runs:
+                lg, le, lk, lh = runs[-1]
+                if lk == kind and le == g and kind != COMPRESSED and (
+                        kind != DATA or lh + (le - lg) == host):
+                    runs[-1] = (lg, end, kind, lh)
+                    return
+            runs.append((g, end, kind, host))
 
-        ``host`` is the host offset of the piece for DATA, the L2 entry for COMPRESSED.
-        """
-        cs, mask = self._cs, self._cs - 1
-        pos = offset
-        while pos < end:
-            l1_index = pos // self._per_l2
-            l2_base = l1_index * self._per_l2
-            l2_end = min(end, l2_base + self._per_l2)
-            l2_offset = self._l1_entry(l1_index) & _OFFSET_MASK
-            if not l2_offset:
-                yield pos, l2_end - pos, UNALLOCATED, 0
-                pos = l2_end
+        if self._ext:
+            self._scan_extended(base, raw, table, entries, add)
+            return runs
+        pos, limit = 0, entries * 8
+        while (pos := _next_nonzero(raw, pos, limit)) < limit:
+            i = pos >> 3
+            self._spend(1)
+            v = table[i]
+            g = base + (i << cb)
+            k = 1
+            if v & _COMPRESSED:
+                add(g, cs, COMPRESSED, v)
+                pos = (i + 1) << 3
                 continue
-            table = self._l2_table(l2_offset)
-            while pos < l2_end:
-                ci = (pos - l2_base) >> self._cb
-                c_start = l2_base + (ci << self._cb)
-                c_end = min(l2_end, c_start + cs)
-                if self._ext:
-                    entry, bitmap = table[2 * ci], table[2 * ci + 1]
-                else:
-                    entry, bitmap = table[ci], None
-                if entry & _COMPRESSED:
-                    yield pos, c_end - pos, COMPRESSED, entry
-                elif bitmap is None:
-                    yield pos, c_end - pos, *self._standard(entry, pos & mask)
-                else:
-                    yield from self._subclusters(entry, bitmap, pos, c_start, c_end)
-                pos = c_end
+            if v & _ZERO_FLAG:
+                # a zero cluster (with or without a preallocated host cluster)
+                k = _same_step(table, i, v, cs if v & _OFFSET_MASK else 0, entries - i)
+                add(g, k << cb, ZERO, 0)
+            else:
+                host = self._host(v)
+                if host is not None:
+                    k = _same_step(table, i, v, cs, entries - i)
+                    add(g, k << cb, DATA, host)
+            self._spend(k - 1)
+            pos = (i + k) << 3
+        return runs
+
+    def _scan_extended(self, base: int, raw: bytes, table: array, entries: int,
+                       add: Callable[[int, int, str, int], None]) -> None:
+        cb, cs = self._cb, self._cs
+        sc_bits = cb - 5
+        pos, limit = 0, entries * 16
+        while (pos := _next_nonzero(raw, pos, limit)) < limit:
+            i = pos >> 4
+            pos = (i + 1) << 4
+            self._spend(1)
+            entry, bitmap = table[2 * i], table[2 * i + 1]
+            g = base + (i << cb)
+            if entry & _COMPRESSED:
+                add(g, cs, COMPRESSED, entry)
+                continue
+            alloc, zero = bitmap & 0xFFFFFFFF, bitmap >> 32
+            if alloc & zero:
+                raise ImageError(f"{self.name}: subclusters both allocated and zero at guest "
+                                 f"offset {g}", code="qcow2-unreadable")
+            if not alloc and not zero:
+                continue
+            host = self._host(entry) if alloc else 0
+            if alloc and host is None:
+                raise ImageError(f"{self.name}: allocated subclusters without a host cluster "
+                                 f"at guest offset {g}", code="qcow2-unreadable")
+            if alloc == 0xFFFFFFFF:
+                add(g, cs, DATA, host or 0)
+                continue
+            if zero == 0xFFFFFFFF:
+                add(g, cs, ZERO, 0)
+                continue
+            sc = 0
+            while sc < 32:
+                kind = DATA if alloc >> sc & 1 else ZERO if zero >> sc & 1 else UNALLOCATED
+                j = sc + 1
+                while j < 32 and (DATA if alloc >> j & 1 else ZERO if zero >> j & 1
+                                  else UNALLOCATED) == kind:
+                    j += 1
+                if kind != UNALLOCATED:
+                    add(g + (sc << sc_bits), (j - sc) << sc_bits, kind,
+                        (host or 0) + (sc << sc_bits) if kind == DATA else 0)
+                sc = j
+
+    def _spend(self, n: int) -> None:
+        if not self._charging:
+            return
+        self._budget -= n
+        if self._budget < 0:
+            raise ImageError(f"{self.name}: its L2 tables map more clusters than a "
+                             f"{self.container.size}-byte file can describe (tables shared "
+                             "by several L1 entries?)", code="qcow2-unreadable")
 
     def _host(self, entry: int) -> int | None:
         """Host cluster offset of a standard entry, or None when it is unallocated."""
@@ -180,51 +340,64 @@ class Qcow2Reader(Reader):
                              code="qcow2-unreadable")
         return host
 
-    def _standard(self, entry: int, within: int) -> tuple[str, int]:
-        if entry & _ZERO_FLAG:
-            return ZERO, 0
-        host = self._host(entry)
-        return (UNALLOCATED, 0) if host is None else (DATA, host + within)
+    # -- mapping ------------------------------------------------------------------------
 
-    def _subclusters(self, entry: int, bitmap: int, pos: int, c_start: int,
-                     c_end: int) -> Iterator[tuple[int, int, str, int]]:
-        alloc, zero = bitmap & 0xFFFFFFFF, bitmap >> 32
-        if alloc & zero:
-            raise ImageError(f"{self.name}: subclusters both allocated and zero at guest "
-                             f"offset {c_start}", code="qcow2-unreadable")
-        if not alloc and not zero:
-            yield pos, c_end - pos, UNALLOCATED, 0
+    def _pieces(self, offset: int, end: int) -> Iterator[tuple[int, int, str, int]]:
+        """(guest offset, length, kind, host) for consecutive pieces of ``[offset, end)``,
+        covering it whole. ``host`` is the host offset of the piece for DATA, the L2 entry
+        for COMPRESSED (one piece per cluster), else 0."""
+        if offset >= end:
             return
-        host = self._host(entry) if alloc else 0
-        if alloc and host is None:
-            raise ImageError(f"{self.name}: allocated subclusters without a host cluster at "
-                             f"guest offset {c_start}", code="qcow2-unreadable")
-        sc_bits = self._cb - 5
-        while pos < c_end:
-            i = (pos - c_start) >> sc_bits
-            kind = DATA if alloc >> i & 1 else ZERO if zero >> i & 1 else UNALLOCATED
-            j = i + 1
-            while j < 32 and (DATA if alloc >> j & 1 else ZERO if zero >> j & 1
-                              else UNALLOCATED) == kind:
-                j += 1
-            run_end = min(c_end, c_start + (j << sc_bits))
-            yield pos, run_end - pos, kind, (host or 0) + (pos - c_start) if kind == DATA else 0
-            pos = run_end
+        self._load_l1()
+        used, per_l2 = self._l1_used, self._per_l2
+        pos = offset
+        j = bisect_left(used, offset // per_l2)
+        last = (end - 1) // per_l2
+        while pos < end:
+            if j >= len(used) or used[j] > last:
+                yield pos, end - pos, UNALLOCATED, 0
+                return
+            index = used[j]
+            j += 1
+            t_start = index * per_l2
+            if t_start > pos:
+                yield pos, t_start - pos, UNALLOCATED, 0
+                pos = t_start
+            t_end = min(end, t_start + per_l2)
+            starts, runs = self._table_runs(index)
+            k = max(0, bisect_right(starts, pos) - 1)
+            while k < len(runs) and pos < t_end:
+                g, g_end, kind, host = runs[k]
+                k += 1
+                if g_end <= pos:
+                    continue
+                if g >= t_end:
+                    break
+                if g > pos:
+                    yield pos, g - pos, UNALLOCATED, 0
+                    pos = g
+                stop = min(g_end, t_end)
+                yield pos, stop - pos, kind, host + (pos - g) if kind == DATA else host
+                pos = stop
+            if pos < t_end:
+                yield pos, t_end - pos, UNALLOCATED, 0
+                pos = t_end
 
     def mapping(self, offset: int = 0, length: int | None = None) -> Iterator[tuple[int, int, str]]:
         """(offset, length, kind) of ``[offset, offset+length)``, adjacent equal kinds merged;
         kind is "data", "compressed", "zero" or "unallocated" (in this image, not its backing)."""
         end = self.size if length is None else min(self.size, offset + length)
-        cur: list = []
+        cur_g = cur_n = 0
+        cur_kind = ""
         for g, n, kind, _host in self._pieces(offset, end):
-            if cur and cur[2] == kind and cur[0] + cur[1] == g:
-                cur[1] += n
+            if cur_kind == kind and cur_g + cur_n == g:
+                cur_n += n
                 continue
-            if cur:
-                yield cur[0], cur[1], cur[2]
-            cur = [g, n, kind]
-        if cur:
-            yield cur[0], cur[1], cur[2]
+            if cur_kind:
+                yield cur_g, cur_n, cur_kind
+            cur_g, cur_n, cur_kind = g, n, kind
+        if cur_kind:
+            yield cur_g, cur_n, cur_kind
 
     def extents(self, offset: int = 0, length: int | None = None) -> Iterator[Extent]:
         """Data / zero extents from the L1 and L2 tables (and the backing reader's extents
@@ -245,41 +418,54 @@ class Qcow2Reader(Reader):
     # -- reading ------------------------------------------------------------------------
 
     def _read(self, offset: int, length: int) -> bytes:
-        out = bytearray()
-        run_host, run_len = 0, 0  # contiguous host data, read in one go
-        for g, n, kind, host in self._pieces(offset, offset + length):
-            if kind == DATA and run_len and run_host + run_len == host:
-                run_len += n
-                continue
-            if run_len:
-                out += self._data(run_host, run_len)
-                run_len = 0
+        pieces = self._pieces(offset, offset + length)
+        first = next(pieces)
+        if first[1] == length:  # one piece: no assembly buffer
+            g, n, kind, host = first
             if kind == DATA:
-                run_host, run_len = host, n
+                return self._data(host, n)
+            if kind == COMPRESSED:
+                within = g & (self._cs - 1)
+                return self._compressed(host)[within : within + n]
+            if kind == ZERO or self.backing is None:
+                return bytes(n)
+            return self._backing(g, n)
+        buf = bytearray(length)
+        view = memoryview(buf)
+        for g, n, kind, host in (first, *pieces):
+            at = g - offset
+            if kind == DATA:
+                self._data_into(host, view[at : at + n])
             elif kind == COMPRESSED:
                 within = g & (self._cs - 1)
-                out += self._compressed(host)[within : within + n]
-            elif kind == ZERO or self.backing is None:
-                out += bytes(n)
-            else:
-                got = self.backing.read(g, n)
-                out += got + bytes(n - len(got))
-        if run_len:
-            out += self._data(run_host, run_len)
-        return bytes(out)
+                view[at : at + n] = self._compressed(host)[within : within + n]
+            elif kind == UNALLOCATED and self.backing is not None:
+                self.backing.readinto(g, view[at : at + n])
+        return bytes(buf)
+
+    def _backing(self, g: int, n: int) -> bytes:
+        assert self.backing is not None
+        got = self.backing.read(g, n)
+        return got + bytes(n - len(got))
+
+    def _source(self) -> Reader:
+        if not self.header.has_data_file:
+            return self.container
+        if self._data_file is None:
+            raise ImageError(
+                f"{self.name}: needs its external data file "
+                f"{self.header.data_file!r} to read data; opening files an image names is "
+                "refused", code="qcow2-data-file",
+                hint="pass the data file explicitly if you trust this image")
+        return self._data_file
 
     def _data(self, host: int, n: int) -> bytes:
-        source = self.container
-        if self.header.has_data_file:
-            if self._data_file is None:
-                raise ImageError(
-                    f"{self.name}: needs its external data file "
-                    f"{self.header.data_file!r} to read data; opening files an image names is "
-                    "refused", code="qcow2-data-file",
-                    hint="pass the data file explicitly if you trust this image")
-            source = self._data_file
-        got = source.read(host, n)
+        got = self._source().read(host, n)
         return got + bytes(n - len(got))  # past the end of the file reads as zeros (as qemu)
+
+    def _data_into(self, host: int, view: memoryview) -> None:
+        # past the end of the file reads as zeros (as qemu): the buffer is zeroed already
+        self._source().readinto(host, view)
 
     def _compressed(self, entry: int) -> bytes:
         cached = self._clusters.get(("C", entry))

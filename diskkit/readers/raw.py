@@ -69,6 +69,17 @@ class FileReader(Reader):
             length -= len(data)
         return b"".join(chunks)
 
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        """``preadv`` straight into ``buf`` (up to the end of the file)."""
+        want = min(len(buf), max(0, self.size - offset))
+        done = 0
+        while done < want:
+            got = os.preadv(self._fd, [buf[done:want]], offset + done)
+            if not got:  # the file shrank under us
+                break
+            done += got
+        return done
+
     def extents(self, offset: int = 0, length: int | None = None) -> Iterator[Extent]:
         end = self.size if length is None else min(self.size, offset + length)
         pos = offset
