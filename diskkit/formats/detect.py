@@ -20,10 +20,15 @@ from typing import Any
 from diskkit.errors import ImageError
 from diskkit.findings import Finding, Severity
 from diskkit.formats import (
+    bochs,
+    cloop,
     compressed,
+    dmg,
     iso,
     luks,
+    parallels,
     partitions,
+    qcow1,
     qcow2_checks,
     qed,
     tar,
@@ -37,8 +42,13 @@ from diskkit.readers.base import Reader
 
 #: Every probe, in the order a primary format is chosen when several match (qemu's own
 #: probe would take the header at offset 0 first).
+def _qcow(src: Source) -> Match | None:
+    """qcow v1 and qcow2 share their magic; the version tells them apart."""
+    return qcow1.probe(src) if qcow1.is_qcow1(src.head) else qcow2_checks.probe(src)
+
+
 PROBES: tuple[tuple[str, Callable[[Source], Match | None]], ...] = (
-    ("qcow2", qcow2_checks.probe),
+    ("qcow2", _qcow),
     ("qed", qed.probe),
     ("vmdk", vmdk.probe),
     ("vhdx", vhdx.probe),
@@ -48,6 +58,10 @@ PROBES: tuple[tuple[str, Callable[[Source], Match | None]], ...] = (
     ("tar", tar.probe),
     ("vhd", vhd.probe),
     ("iso", iso.probe),
+    ("parallels", parallels.probe),
+    ("bochs", bochs.probe),
+    ("cloop", cloop.probe),
+    ("dmg", dmg.probe),
 )
 
 #: Probes whose signature can only sit at offset 0, keyed by the signature's first two
@@ -57,13 +71,14 @@ AT_ZERO: dict[bytes, str] = {
     b"QF": "qcow2", b"QE": "qed", b"vh": "vhdx", b"LU": "luks",
     b"\x1f\x8b": "compressed", b"\xfd7": "compressed", b"\x28\xb5": "compressed",
     b"BZ": "compressed", b"PK": "compressed",
+    b"Wi": "parallels", b"Bo": "bochs", b"#!": "cloop",
 }
 #: Probes whose signature is not (only) at offset 0, each with the cheap necessary condition
 #: detection checks before calling it (the probe then checks everything): a VMDK sparse
 #: header or text descriptor (vmdk_descriptor.looks_like_descriptor needs a leading "#" or
 #: "createType" in the first 4 KiB), VDI's signature @0x40, ustar @257, a VHD footer at the
 #: start or in the tail, and a head long enough to reach the ISO 9660 descriptors.
-ALWAYS = ("vmdk", "vdi", "tar", "vhd", "iso")
+ALWAYS = ("vmdk", "vdi", "tar", "vhd", "iso", "dmg")
 _VDI_SIGNATURE = vdi.SIGNATURE.to_bytes(4, "little")
 _ISO_MIN_HEAD = iso.START + iso.SECTOR
 
@@ -75,7 +90,8 @@ def _gates(head: bytes, tail: bytes) -> int:
             | (head[0x40:0x44] == _VDI_SIGNATURE) << 1
             | (head[257:262] == b"ustar") << 2
             | (head[:8] == vhd.COOKIE or tail[:8] == vhd.COOKIE) << 3
-            | (len(head) >= _ISO_MIN_HEAD) << 4)
+            | (len(head) >= _ISO_MIN_HEAD) << 4
+            | (tail[:4] == dmg.MAGIC) << 5)
 
 
 _Plan = tuple[tuple[str, Callable[[Source], Match | None]], ...]

@@ -53,6 +53,20 @@ def probe(src: Source) -> Match | None:
         f"the image is LUKS{version}-encrypted: its content cannot be inspected or booted "
         "without the key", "make sure the consumer has the key (Barbican secret, "
         "--object secret,... for qemu)", [("LUKS magic", 0, src.head[:8])])]
+    # Nova boots an image by handing the hypervisor its disk_format; LUKS is none of
+    # Glance's, Nova holds no passphrase for an image, and qemu 7.2 reads LUKS1 only.
+    why = ("Glance's inspector finds 'luks', which matches no disk_format, and Nova has no "
+           "passphrase to open an image (encrypted disks boot only as Cinder encrypted "
+           "volumes or Nova's own ephemeral encryption)")
+    if version != 1:
+        why += f"; LUKS{version} is also refused by oslo.utils and qemu cannot open it"
+    findings.append(finding(
+        "luks-image", Severity.ERROR, f"a LUKS{version} container cannot be uploaded and "
+        f"booted as an image: {why}", "decrypt it on a trusted host and upload the plain "
+        "disk (qemu-img convert --object secret,id=s,file=KEYFILE --image-opts "
+        "driver=luks,key-secret=s,file.filename=IN -O qcow2 OUT.qcow2, LUKS1 only), or "
+        "create an encrypted Cinder volume instead", [("LUKS version", 6, src.head[6:8])],
+        version=version))
     if offset is None or offset > src.size:
         findings.append(finding(
             "header-field-out-of-bounds", Severity.ERROR,

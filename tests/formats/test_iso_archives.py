@@ -139,4 +139,4 @@ def test_luks2_payload_matches_cryptsetup(tmp_path):
     offset = d.details["payload_offset"]
     assert f"offset: {offset} [bytes]" in dump
     assert d.virtual_size == (40 << 20) - offset
-    assert {f.code for f in d.findings} == {"encrypted"}
+    assert {f.code for f in d.findings} == {"encrypted", "luks-image"}

@@ -23,7 +23,6 @@ DISKKIT = str(pathlib.Path(sys.executable).parent / "diskkit")
 
 #: name -> (offset, bytes written over a real qcow2 v3 header, code, evidence note)
 CASES = {
-    "v1": (4, struct.pack(">I", 1), "qcow2-bad-version", "version"),
     "v4": (4, struct.pack(">I", 4), "qcow2-bad-version", "version"),
     "cluster-bits-40": (20, struct.pack(">I", 40), "qcow2-bad-header", "cluster_bits"),
     "header-length-100": (100, struct.pack(">I", 100), "qcow2-bad-header", "header_length"),
@@ -83,14 +82,14 @@ def test_reader_still_refuses(garbled, name):
 
 
 def test_legacy_qcow_version_1_built_by_qemu(tmp_path):
-    """qemu-img's own "qcow" (version 1) shares the magic: qcow2-bad-version, and the fix
-    names the conversion qemu-img can do."""
+    """qemu-img's own "qcow" (version 1) shares the magic: detection names it qcow (its
+    own format, with qemu's virtual size), refused with the conversion qemu-img can do."""
     p = tmp_path / "legacy.qcow"
     qemu_img("create", "-q", "-f", "qcow", p, "16M")
     assert qemu_img_info(p, "qcow")["virtual-size"] == 16 << 20
     d = detect_path(p)
-    assert d.format == "qcow2" and [f.code for f in d.findings] == ["qcow2-bad-version"]
-    assert d.details["version"] == 1
+    assert d.format == "qcow" and [f.code for f in d.findings] == ["qcow1-image"]
+    assert d.details["version"] == 1 and d.virtual_size == 16 << 20
     assert "-f qcow -O qcow2" in d.findings[0].fix
 
 
@@ -106,7 +105,7 @@ def _check(path: pathlib.Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, check=False)
 
 
-@pytest.mark.parametrize("name", ["v1", "v4", "cluster-bits-40"])
+@pytest.mark.parametrize("name", ["v4", "cluster-bits-40"])
 def test_cli_check_exits_1_with_the_finding(garbled, name):
     r = _check(garbled[name])
     assert r.returncode == 1, r.stderr

@@ -32,7 +32,7 @@ CASES = {
     "x.vdi": ("vdi", "vdi", set()),
     "x-static.vdi": ("vdi", "vdi", set()),
     "x.qed": ("qed", "qed", {"qed-unsupported"}),
-    "x.luks": ("luks", "luks", {"encrypted"}),
+    "x.luks": ("luks", "luks", {"encrypted", "luks-image"}),
     "data.raw": ("raw", "raw", set()),
 }
 
