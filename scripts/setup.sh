@@ -21,6 +21,9 @@ DEBIAN_PACKAGES=(
   xorriso syslinux-utils isolinux syslinux syslinux-common grub-pc-bin grub-efi-amd64-bin zstd xz-utils
   # Ceph: a test cluster and the librbd/librados bindings
   ceph-mon ceph-osd ceph-common python3-rbd python3-rados
+  # guest OS inspection: Windows hives (python3-hivex, hivexregedit for tests), libosinfo ids,
+  # YAML (cloud-init config), and what tests build initramfs images with
+  python3-hivex libwin-hivex-perl osinfo-db python3-yaml cpio lz4 sqlite3 initramfs-tools-core
   # NBD client library binding
   python3-libnbd
   # the interpreter the venv is made from (python3-dev, gcc: the libyal bindings build from source)

@@ -1,0 +1,334 @@
+"""Read an initramfs: concatenated cpio "newc" archives, each stored or compressed.
+
+The Linux kernel unpacks an initramfs as a sequence of segments: an uncompressed cpio archive
+(often early microcode, then "TRAILER!!!" and zero padding), then usually one compressed
+archive (gzip, zstd, xz, lzma, bzip2 or lz4 legacy). This module walks those segments the
+same way, streaming: it never holds a decompressed archive, only the entry names and the
+sizes it needs. Bounds: ``MAX_INPUT`` bytes of the file, ``MAX_OUTPUT`` decompressed bytes in
+all, ``MAX_ENTRIES`` entries, names of at most 4 KiB; past a bound the listing is marked
+``truncated`` and ends there.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import zstandard
+
+MAX_INPUT = 512 << 20
+MAX_OUTPUT = 4 << 30
+MAX_ENTRIES = 200_000
+_MAX_NAME = 4096
+_CHUNK = 1 << 20
+
+#: Magic -> compression name (as the kernel's decompress.c and initramfs-tools name them).
+MAGICS = (
+    (b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\xfd7zXZ\x00", "xz"),
+    (b"\x02\x21\x4c\x18", "lz4"), (b"\x5d\x00\x00", "lzma"), (b"BZh", "bzip2"),
+)
+
+#: Modules that matter for booting a cloud guest, by role.
+STORAGE = ("virtio_blk", "virtio_scsi", "virtio_pci", "nvme", "ahci", "ata_piix", "sd_mod",
+           "scsi_mod", "libata", "xen_blkfront", "hv_storvsc", "vmw_pvscsi", "mptspi")
+FILESYSTEMS = ("ext4", "xfs", "btrfs", "vfat", "jbd2")
+MAPPER = ("dm_mod", "dm_crypt", "raid1", "md_mod")
+INTERESTING = STORAGE + FILESYSTEMS + MAPPER
+
+_MODULE_RE = re.compile(r"(?:^|/)lib/modules/([^/]+)/.*?([^/]+)\.ko(?:\.(?:xz|zst|gz))?$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cpio entry: its name (no leading "./"), mode and data size."""
+
+    name: str
+    mode: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One stretch of the file: where it starts, its compression (None: stored) and the number
+    of entries it held."""
+
+    offset: int
+    compression: str | None
+    entries: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What an initramfs holds."""
+
+    segments: tuple[Segment, ...]
+    entries: tuple[Entry, ...]
+    truncated: bool = False
+    #: Why the walk stopped early ("" when it read everything).
+    problem: str = ""
+
+    def names(self) -> set[str]:
+        """All entry names."""
+        return {e.name for e in self.entries}
+
+
+@dataclass(frozen=True)
+class InitramfsFacts:
+    """The boot-relevant summary of one initramfs."""
+
+    compression: tuple[str, ...]
+    entries: int
+    #: Kernel module names (dashes as underscores) found under lib/modules/VERSION/.
+    modules: tuple[str, ...]
+    module_versions: tuple[str, ...]
+    #: INTERESTING module -> present.
+    drivers: dict[str, bool] = field(hash=False, compare=False)
+    lvm: bool = False
+    crypt: bool = False
+    mdadm: bool = False
+    growroot: bool = False
+    #: "initramfs-tools", "dracut" or None.
+    generator: str | None = None
+    truncated: bool = False
+    problem: str = ""
+
+
+class _Cpio:
+    """A streaming newc parser: feed() bytes, it appends entries and counts its bytes."""
+
+    def __init__(self, sink: list[Entry], budget: list[int]) -> None:
+        self.buf = bytearray()
+        self.skip = 0
+        self.sink = sink
+        self.budget = budget  # [entries left]
+        self.count = 0
+        self.error = ""
+
+    def feed(self, data: bytes) -> bool:
+        """Consume ``data``; False once the stream is unusable (bad header, bound reached)."""
+        if self.error:
+            return False
+        if self.skip:
+            n = min(self.skip, len(data))
+            self.skip -= n
+            data = data[n:]
+        self.buf += data
+        while True:
+            if self.skip:
+                n = min(self.skip, len(self.buf))
+                del self.buf[:n]
+                self.skip -= n
+                if self.skip:
+                    return True
+            # zero padding between (and after) archives
+            i = 0
+            while i < len(self.buf) and self.buf[i] == 0:
+                i += 1
+            if i:
+                del self.buf[:i]
+            if len(self.buf) < 110:
+                return True
+            magic = bytes(self.buf[:6])
+            if magic not in (b"070701", b"070702"):
+                self.error = f"not a cpio newc header: {magic!r}"
+                return False
+            try:
+                fields = [int(self.buf[6 + 8 * k: 14 + 8 * k], 16) for k in range(13)]
+            except ValueError:
+                self.error = "cpio header with non-hex fields"
+                return False
+            mode, filesize, namesize = fields[1], fields[6], fields[11]
+            if namesize == 0 or namesize > _MAX_NAME:
+                self.error = f"cpio name size {namesize} out of bounds"
+                return False
+            head = (110 + namesize + 3) & ~3
+            if len(self.buf) < head:
+                return True
+            name = bytes(self.buf[110:110 + namesize - 1]).decode("utf-8", "replace")
+            del self.buf[:head]
+            self.skip = (filesize + 3) & ~3
+            if name == "TRAILER!!!":
+                continue
+            if self.budget[0] <= 0:
+                self.error = f"more than {MAX_ENTRIES} entries"
+                return False
+            self.budget[0] -= 1
+            self.count += 1
+            while name.startswith("./"):
+                name = name[2:]
+            self.sink.append(Entry(name.lstrip("/"), mode, filesize))
+
+    def finished(self) -> bool:
+        """True when the stream ended between entries."""
+        return not self.skip and not any(self.buf)
+
+
+def _decompressor(kind: str) -> Callable[[bytes], tuple[bytes, bool, bytes]]:
+    """A function chunk -> (output, finished, unused input) for one compressed stream.
+    Output per call is bounded by the chunk sizes the caller feeds."""
+    if kind == "gzip":
+        z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        def step(b: bytes) -> tuple[bytes, bool, bytes]:
+            out = z.decompress(b, _CHUNK * 8)
+            while z.unconsumed_tail and len(out) < _CHUNK * 64:
+                out += z.decompress(z.unconsumed_tail, _CHUNK * 8)
+            if z.unconsumed_tail:
+                raise ValueError("gzip ratio too high")
+            return out, z.eof, z.unused_data
+        return step
+    if kind in ("xz", "lzma"):
+        lz = lzma.LZMADecompressor(lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE)
+        def step(b: bytes) -> tuple[bytes, bool, bytes]:
+            out = lz.decompress(b, _CHUNK * 64)
+            if not lz.eof and not lz.needs_input:
+                raise ValueError(f"{kind} ratio too high")
+            return out, lz.eof, lz.unused_data if lz.eof else b""
+        return step
+    if kind == "bzip2":
+        bz = bz2.BZ2Decompressor()
+        def step(b: bytes) -> tuple[bytes, bool, bytes]:
+            out = bz.decompress(b, _CHUNK * 64)
+            if not bz.eof and not bz.needs_input:
+                raise ValueError("bzip2 ratio too high")
+            return out, bz.eof, bz.unused_data if bz.eof else b""
+        return step
+    if kind == "zstd":
+        zs = zstandard.ZstdDecompressor().decompressobj()
+        def step(b: bytes) -> tuple[bytes, bool, bytes]:
+            out = zs.decompress(b)
+            return out, zs.eof, zs.unused_data if zs.eof else b""
+        return step
+    raise ValueError(kind)
+
+
+def _lz4_legacy(data: bytes, pos: int) -> Iterator[bytes | int]:
+    """Blocks of an lz4 legacy stream at ``pos`` (after its magic); yields each block's output
+    and last the offset where the stream ended."""
+    import lz4.block  # type: ignore[import-untyped]
+
+    limit = 8 << 20
+    while pos + 4 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "little")
+        if size == 0x184C2102 or size == 0 or size > limit + limit // 255 + 16:
+            break
+        block = data[pos + 4: pos + 4 + size]
+        if len(block) < size:
+            raise ValueError("lz4 block truncated")
+        yield lz4.block.decompress(block, uncompressed_size=limit)
+        pos += 4 + size
+    yield pos
+
+
+def list_initramfs(data: bytes, *, max_output: int = MAX_OUTPUT,
+                   max_entries: int = MAX_ENTRIES) -> Listing:
+    """Every entry of the initramfs ``data``, segment by segment."""
+    entries: list[Entry] = []
+    segments: list[Segment] = []
+    budget = [max_entries]
+    out_left = max_output
+    pos = 0
+    problem = ""
+    truncated = len(data) >= MAX_INPUT
+    while pos < len(data) and not problem:
+        while pos < len(data) and data[pos] == 0:
+            pos += 1
+        if pos >= len(data):
+            break
+        start = pos
+        if data[pos:pos + 6] in (b"070701", b"070702"):
+            # a stored archive: parse up to its trailer, then go on after it
+            cp = _Cpio(entries, budget)
+            end = pos
+            while end < len(data):
+                nxt = data.find(b"TRAILER!!!", end)
+                if nxt < 0:
+                    cp.feed(data[end:])
+                    end = len(data)
+                    break
+                stop = min(len(data), (nxt + 11 + 3) & ~3)
+                cp.feed(data[end:stop])
+                end = stop
+                if cp.error or (cp.finished() and not cp.skip):
+                    break
+            if cp.error:
+                problem = cp.error
+            segments.append(Segment(start, None, cp.count))
+            pos = end
+            continue
+        kind = next((k for m, k in MAGICS if data.startswith(m, pos)), None)
+        if kind is None:
+            problem = f"unknown data at offset {pos}: {data[pos:pos + 8].hex()}"
+            break
+        cp = _Cpio(entries, budget)
+        try:
+            if kind == "lz4":
+                end = len(data)
+                for piece in _lz4_legacy(data, pos + 4):
+                    if isinstance(piece, int):
+                        end = piece
+                        break
+                    out_left -= len(piece)
+                    if out_left < 0:
+                        raise ValueError(f"more than {max_output} bytes decompressed")
+                    if not cp.feed(piece):
+                        break
+                pos = end
+            else:
+                step = _decompressor(kind)
+                chunk = 1024 if kind == "zstd" else 64 << 10
+                p = pos
+                done = False
+                while p < len(data) and not done:
+                    out, done, unused = step(data[p:p + chunk])
+                    p += min(chunk, len(data) - p)
+                    if done:
+                        p -= len(unused)
+                    out_left -= len(out)
+                    if out_left < 0:
+                        raise ValueError(f"more than {max_output} bytes decompressed")
+                    if out and not cp.feed(out):
+                        break
+                if not done and not cp.error:
+                    truncated = True
+                    problem = problem or f"{kind} stream at {pos} does not end"
+                pos = p
+        except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError,
+                zstandard.ZstdError) as exc:
+            problem = f"{kind} segment at {start}: {exc}"
+        if cp.error:
+            problem = problem or cp.error
+        segments.append(Segment(start, kind, cp.count))
+        if kind == "lz4" and not problem:
+            continue
+    if problem and ("entries" in problem or "decompressed" in problem or "ratio" in problem):
+        truncated = True
+    return Listing(tuple(segments), tuple(entries), truncated, problem)
+
+
+def summarize(listing: Listing) -> InitramfsFacts:
+    """Modules, drivers and the tools an initramfs carries."""
+    mods: set[str] = set()
+    versions: set[str] = set()
+    names = listing.names()
+    for e in listing.entries:
+        m = _MODULE_RE.search(e.name)
+        if m:
+            versions.add(m.group(1))
+            mods.add(m.group(2).replace("-", "_"))
+    base = {n.rsplit("/", 1)[-1] for n in names}
+    lvm = "lvm" in base and any(n.endswith(("bin/lvm", "sbin/lvm")) for n in names)
+    crypt = "cryptsetup" in base or "dm_crypt" in mods
+    generator = None
+    if any(n.startswith(("scripts/", "conf/initramfs.conf")) for n in names):
+        generator = "initramfs-tools"
+    elif any("dracut" in n for n in names):
+        generator = "dracut"
+    growroot = any(n.endswith("/growroot") or n.endswith("growroot.sh") for n in names)
+    return InitramfsFacts(
+        tuple(s.compression or "none" for s in listing.segments), len(listing.entries),
+        tuple(sorted(mods)), tuple(sorted(versions)), {d: d in mods for d in INTERESTING},
+        lvm, crypt, "mdadm" in base, growroot, generator, listing.truncated, listing.problem)
