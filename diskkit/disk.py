@@ -14,18 +14,11 @@ from typing import Any
 
 from diskkit.errors import HostError, ImageError, UserError
 from diskkit.findings import Finding
-from diskkit.formats import safety
+from diskkit.formats import registry, safety
 from diskkit.formats.detect import Detection, detect
+from diskkit.formats.registry import ReadVia
 from diskkit.readers.base import Reader, SliceReader
 from diskkit.target import Target, load, open_container, parse_target
-
-#: Formats whose guest-visible disk is the container's bytes as they are.
-RAW_FORMATS = ("raw", "iso")
-#: Formats served by qemu-nbd, with qemu's name for each.
-QEMU_FORMATS = {"vmdk": "vmdk", "vhdx": "vhdx", "vdi": "vdi", "qed": "qed", "vhd": "vpc",
-                "luks": "luks"}
-#: Formats that are not disks at all.
-UNPACK_FIRST = ("gzip", "xz", "zstd", "bzip2", "zip", "tar", "ova")
 
 
 def _target(target: str | Target) -> Target:
@@ -40,34 +33,36 @@ def _refuse(target: Target, findings: list[Finding]) -> ImageError:
 
 def _open_format(container: Reader, target: Target, fmt: str, detection: Detection,
                  allow_backing: bool) -> Reader:
-    if fmt in RAW_FORMATS:
+    info = registry.get(fmt)
+    if info.read is ReadVia.IN_PLACE:
         return container
-    if fmt in UNPACK_FIRST:
+    if info.read is ReadVia.UNPACK:
         raise ImageError(f"{target.display} is a {fmt} file, not a disk image",
-                         code="not-a-disk", hint="unpack it first and open the disk inside")
+                         code="not-a-disk", hint=f"unpack it first ({info.unpack}) and open "
+                         "the disk inside")
     if fmt == "vhd" and (m := detection.match("vhd")) and m.details.get("subformat") == \
             "fixed" and m.virtual_size is not None:
         # A fixed VHD is the guest disk followed by the footer: read it in place.
         return SliceReader(container, 0, m.virtual_size, name=f"{target.display} (vhd)",
                            owns_parent=True)
-    if fmt == "qcow2":
+    if info.read is ReadVia.QCOW2:
         cls = load("diskkit.readers.qcow2:Qcow2Reader", "python3")
         opener = None
         if allow_backing:
             opener = _backing_opener(target)
         return cls(container, backing_opener=opener)
-    if fmt == "luks":
+    if info.read is ReadVia.REFUSE:
         raise UserError(f"{target.display} is LUKS-encrypted: diskkit cannot read it without "
                         "the key", code="encrypted", hint="decrypt it first (cryptsetup or "
                         "qemu-img convert --object secret,...)")
-    if fmt in QEMU_FORMATS:
+    if info.read is ReadVia.QEMU_NBD and info.qemu:
         if target.kind != "file":
             raise UserError(f"{target.display}: {fmt} is read through qemu-nbd, for local "
                             "files only", code="unsupported-target",
                             hint="copy the image to a local file, or convert it to raw/qcow2")
         container.close()
         cls = load("diskkit.readers.nbd:QemuNbdReader", "python3-libnbd qemu-utils")
-        return cls(target.path, QEMU_FORMATS[fmt], allow_backing=allow_backing)
+        return cls(target.path, info.qemu, allow_backing=allow_backing)
     raise UserError(f"cannot open a {fmt} image", code="bad-format")
 
 
@@ -214,7 +209,7 @@ def inspect_target(target: str | Target, fmt: str | None = None, *,
         if rbd_section is not None:
             report.sections["rbd"] = rbd_section
         if sections and not safety.blocking(findings, allow_backing=allow_backing) and \
-                detection.format not in (*UNPACK_FIRST, "luks"):
+                registry.get(detection.format).read not in (ReadVia.UNPACK, ReadVia.REFUSE):
             try:
                 reader = disk_from(reader, t, detection, fmt, allow_backing=allow_backing)
             except (ImageError, HostError) as exc:

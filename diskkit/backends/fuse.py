@@ -23,12 +23,9 @@ from diskkit.backends.base import Teardown, undoer
 from diskkit.backends.mounts import mounted_at
 from diskkit.backends.state import pid_alive
 from diskkit.errors import CommandError, HostError, UserError
+from diskkit.formats import registry
 from diskkit.runner import run, which
 from diskkit.target import Target
-
-#: Formats qemu-storage-daemon can export (qemu's driver names).
-QEMU_FORMATS = ("raw", "qcow2", "qcow", "vmdk", "vpc", "vhdx", "vdi", "qed", "parallels",
-                "dmg", "cloop", "bochs")
 
 
 def _opt(value: str) -> str:
@@ -39,7 +36,8 @@ def _opt(value: str) -> str:
 def export(td: Teardown, image: str, fmt: str) -> str:
     """Export ``image`` (format ``fmt``) as a read-only raw file in the run directory."""
     _check_host()
-    if fmt not in QEMU_FORMATS:
+    info = registry.by_qemu(fmt)
+    if info is None or not info.is_disk or info.read is registry.ReadVia.REFUSE:
         raise HostError(f"qemu cannot export the {fmt} format", code="unsupported-format")
     return _start(td, image, f"driver=file,node-name=file0,filename={_opt(image)},read-only=on",
                   fmt, f"{image} as {fmt}")

@@ -18,11 +18,8 @@ import os
 from dataclasses import dataclass, field
 
 from diskkit.errors import HostError, UserError
+from diskkit.formats import registry
 from diskkit.target import Target
-
-#: qemu's driver name of each detected format that can be mounted.
-QEMU_DRIVER = {"raw": "raw", "iso": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vhdx": "vhdx",
-               "vdi": "vdi", "qed": "qed", "vhd": "vpc"}
 
 BACKENDS = ("auto", "loop", "nbd", "guestfs")
 
@@ -83,18 +80,19 @@ def plan(target: str, *, partition: int | None = None, lv: str | None = None,
         _check_remote(t, backend)
     with open_container(t) as container:  # RbdReader / NbdUriReader for remote targets
         fmt = detect(container).format
-    if t.kind != "file" and fmt not in ("raw", "iso", "luks"):
+    info = registry.get(fmt)
+    if t.kind != "file" and not info.raw_bytes and info.kind is not registry.Kind.ENCRYPTED:
         # qemu exports the stored bytes as they are: anything but a raw disk would be garbage.
         raise UserError(f"{target}: the {t.kind.upper()} image holds {fmt} bytes, not a raw "
                         "disk; convert it to raw to mount it", code="not-raw",
-                        hint=f"qemu-img convert -f {QEMU_DRIVER.get(fmt, fmt)} -O raw "
+                        hint=f"qemu-img convert -f {info.qemu or fmt} -O raw "
                         f"{target} NEW-TARGET")
-    if fmt == "luks":
+    if info.kind is registry.Kind.ENCRYPTED:
         raise UserError(f"{target} is LUKS-encrypted; diskkit does not unlock volumes",
                         code="encrypted", hint="unlock it yourself (cryptsetup open --readonly)")
     with open_disk(t) as disk:  # refuses unsafe images (backing files, hostile headers...)
         layout = inspect_layout(disk)
-    if fmt not in QEMU_DRIVER:
+    if not info.is_disk or info.qemu is None:
         raise UserError(f"{target}: cannot mount a {fmt} image", code="bad-format")
     mountable = [f for f in layout.filesystems
                  if f.type not in ("swap", "LVM2_member", "crypto_LUKS")]
@@ -124,7 +122,7 @@ def plan(target: str, *, partition: int | None = None, lv: str | None = None,
         raise UserError(f"no filesystem on {target} that could hold an operating system",
                         code="no-os")
     image = os.path.abspath(t.path) if t.kind == "file" else target
-    p = Plan(image, QEMU_DRIVER[fmt], backend, "asked", pieces,
+    p = Plan(image, info.qemu, backend, "asked", pieces,
              [_piece(f) for f in mountable], pvs, os_root,
              {x.number: (x.start, x.size) for x in layout.partitions},
              remote=t if t.kind != "file" else None)

@@ -16,16 +16,12 @@ from dataclasses import dataclass, field
 
 from diskkit.errors import ImageError, UserError
 from diskkit.findings import Finding
+from diskkit.formats import registry
 from diskkit.runner import run
 from diskkit.target import Target, parse_target
 
-#: Output formats diskkit converts to, by qemu-img driver name.
-OUTPUT_FORMATS = ("raw", "qcow2", "vmdk", "vpc", "vhdx", "vdi")
-#: Names people use -> qemu-img driver names.
-ALIASES = {"vhd": "vpc", "img": "raw", "iso": "raw"}
-#: Detected (OpenStack disk_format) names -> the qemu-img driver that reads them.
-DETECTED_TO_QEMU = {"raw": "raw", "iso": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc",
-                    "vpc": "vpc", "vhdx": "vhdx", "vdi": "vdi", "qed": "qed"}
+#: Output formats diskkit converts to, by qemu-img driver name (the registry's writable ones).
+OUTPUT_FORMATS = tuple(dict.fromkeys(i.qemu for i in registry.formats() if i.writable and i.qemu))
 #: Extra room asked for beyond ``qemu-img measure`` (filesystem metadata, rounding).
 MARGIN_BYTES = 4 << 20
 
@@ -35,11 +31,11 @@ _MEASURE_TIMEOUT = 300.0
 
 def qemu_format(name: str) -> str:
     """The qemu-img driver for a user-given format name; :class:`UserError` when unknown."""
-    fmt = ALIASES.get(name.lower(), name.lower())
-    if fmt not in (*OUTPUT_FORMATS, "qed"):
+    info = registry.lookup(name)
+    if info is None or info.kind is not registry.Kind.DISK or info.qemu is None:
         raise UserError(f"unknown image format {name!r}", code="unknown-format",
                         hint="use one of: raw, qcow2, vmdk, vhd (vpc), vhdx, vdi")
-    return fmt
+    return info.qemu
 
 
 def _escape(value: str) -> str:
@@ -107,7 +103,8 @@ def inspect_source(spec: str, declared: str | None = None) -> SourceFacts:
         det = detect(reader)
         stored = reader.size if t.kind == "file" else None
     detected = str(det.format)
-    fmt = DETECTED_TO_QEMU.get(detected)
+    info = registry.get(detected)
+    fmt = info.qemu if info.kind is registry.Kind.DISK else None
     if fmt is None:
         if detected == "luks":
             raise UserError(f"{spec}: is a LUKS volume; diskkit does not convert encrypted "
@@ -122,7 +119,7 @@ def inspect_source(spec: str, declared: str | None = None) -> SourceFacts:
             raise UserError(
                 f"{spec}: declared {declared} but the image is {detected}",
                 code="format-mismatch",
-                hint=f"pass -f {detected if detected != 'vpc' else 'vhd'} (or omit -f); "
+                hint=f"pass -f {detected} (or omit -f); "
                 "a wrong declared format is how hostile images reach host files")
     return SourceFacts(t, fmt, detected, det.virtual_size, tuple(det.findings), stored)
 

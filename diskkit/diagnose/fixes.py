@@ -4,12 +4,15 @@ hw_disk_bus, hw_cdrom_bus, disk_format). IMAGE, VOLUME, SERVER are placeholders.
 
 from __future__ import annotations
 
+from diskkit.formats import registry
+
 UEFI_PROPERTIES = "--property hw_firmware_type=uefi --property hw_machine_type=q35"
 
 
 def container_as_raw(fmt: str) -> str:
     """qcow2/VMDK/... bytes sent as raw."""
-    qfmt = "vpc" if fmt == "vhd" else fmt
+    info = registry.lookup(fmt)
+    qfmt = info.qemu if info is not None and info.qemu else fmt
     return (f"convert it and upload the result as raw: qemu-img convert -f {qfmt} -O raw "
             f"IMAGE.{fmt} IMAGE.raw && openstack image create --disk-format raw "
             "--container-format bare --file IMAGE.raw NAME (or upload the original with "
@@ -19,8 +22,9 @@ def container_as_raw(fmt: str) -> str:
 
 def compressed(fmt: str) -> str:
     """A gzip/xz/... file sent as a disk."""
-    tool = {"gzip": "gunzip -k IMAGE.gz", "xz": "unxz -k IMAGE.xz",
-            "zstd": "unzstd IMAGE.zst", "bzip2": "bunzip2 -k IMAGE.bz2"}.get(fmt, "unpack it")
+    info = registry.lookup(fmt)
+    tool = (info.unpack.replace("FILE", f"IMAGE.{info.extension}")
+            if info is not None and info.unpack else "unpack it")
     return (f"decompress before upload ({tool}), check the disk inside (diskkit check IMAGE "
             "--disk-format raw), then openstack image create --disk-format raw --file IMAGE "
             "NAME and recreate the volume from it")

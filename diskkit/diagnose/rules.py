@@ -7,8 +7,9 @@ Torito, MBR partitions; BmBoot.c); a CD-ROM boots through El Torito (src/cdrom.c
 from __future__ import annotations
 
 from diskkit.diagnose import fixes
-from diskkit.diagnose.facts import ARCHIVES, COMPRESSED, Facts, is_container
+from diskkit.diagnose.facts import Facts, is_container, is_kind
 from diskkit.findings import Evidence, Finding, Severity
+from diskkit.formats.registry import Kind
 
 Verdict = tuple[bool | None, str, list[Finding]]
 
@@ -35,12 +36,12 @@ def _finding(code: str, message: str, evidence: list[Evidence], fix: str,
 def universal(f: Facts) -> Verdict | None:
     """Causes whatever the firmware: not a disk at all, or nothing on it."""
     fmt = f.detection.format
-    if f.format == "raw" and fmt in COMPRESSED:
+    if f.format == "raw" and is_kind(fmt, Kind.COMPRESSED):
         return False, f"the volume holds a {fmt} file, not a disk", [_finding(
             "compressed-image", f"the bytes are a {fmt}-compressed file sent as a raw disk: "
             "sector 0 is the compression header, not boot code", [_s0(f), _sig(f)],
             fixes.compressed(fmt), format=fmt)]
-    if f.format == "raw" and fmt in ARCHIVES:
+    if f.format == "raw" and is_kind(fmt, Kind.ARCHIVE):
         return False, f"the volume holds a {fmt} archive, not a disk", [_finding(
             "archive-image", f"the bytes are a {fmt} archive sent as a raw disk",
             [_s0(f), _sig(f)], fixes.archive(fmt), format=fmt)]

@@ -9,6 +9,7 @@ end-of-stream magic, zip local file header ``PK\\x03\\x04`` (or an empty archive
 from __future__ import annotations
 
 from diskkit.findings import Severity
+from diskkit.formats import registry
 from diskkit.formats.base import Match, Source, finding, one, unpack
 
 _FIX = "decompress it first and check what is inside: {tool}"
@@ -25,7 +26,8 @@ def _zstd_content_size(head: bytes) -> int | None:
     return value + 256 if size == 2 else value
 
 
-def _compressed(fmt: str, src: Source, tool: str, **details: object) -> Match:
+def _compressed(fmt: str, src: Source, **details: object) -> Match:
+    tool = registry.get(fmt).unpack
     f = finding("compressed-upload", Severity.ERROR,
                 f"the file is {fmt}-compressed, not a disk image: a hypervisor would see "
                 "compressed bytes", _FIX.format(tool=tool), [("magic", 0, src.head[:6])])
@@ -39,14 +41,14 @@ def probe(src: Source) -> Match | None:
         details: dict = {}
         if len(src.tail) >= 4:
             details["size_mod_2_32"] = one("<I", src.tail, len(src.tail) - 4, "gzip trailer")
-        return _compressed("gzip", src, "gunzip -k FILE", **details)
+        return _compressed("gzip", src, **details)
     if h[:6] == b"\xfd7zXZ\x00":
-        return _compressed("xz", src, "unxz -k FILE")
+        return _compressed("xz", src)
     if h[:4] == b"\x28\xb5\x2f\xfd":
-        return _compressed("zstd", src, "unzstd FILE", content_size=_zstd_content_size(h))
+        return _compressed("zstd", src, content_size=_zstd_content_size(h))
     if h[:3] == b"BZh" and h[3:4] in b"123456789" and len(h[3:4]) == 1 and h[4:10] in (
             b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90"):
-        return _compressed("bzip2", src, "bunzip2 -k FILE", level=int(h[3:4]))
+        return _compressed("bzip2", src, level=int(h[3:4]))
     if h[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         first = None
         if h[:4] == b"PK\x03\x04":

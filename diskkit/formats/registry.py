@@ -59,6 +59,9 @@ class FormatInfo:
     extension: str = ""
     #: The format can name other files to read (backing file, parent, differencing).
     has_backing: bool = False
+    #: qemu's driver follows those names (``supports_backing``): qemu-nbd must be told
+    #: ``backing: null`` to stay inside the file.
+    qemu_backing: bool = False
     #: ``qemu-img convert -O`` can write it.
     writable: bool = False
     #: ``-o`` options always given when creating/converting to it (vpc: force_size=on, so the
@@ -123,12 +126,13 @@ for _info in (
     FormatInfo("iso", _D, "raw", ReadVia.IN_PLACE, "iso", "ISO 9660 optical disc image",
                extension="iso"),
     FormatInfo("qcow2", _D, "qcow2", ReadVia.QCOW2, "qcow2", "QEMU copy-on-write v2/v3",
-               extension="qcow2", has_backing=True, writable=True,
+               extension="qcow2", has_backing=True, qemu_backing=True, writable=True,
                preallocate_options=("preallocation=falloc",), compress_options=()),
     FormatInfo("qed", _D, "qed", ReadVia.QEMU_NBD, None, "QEMU enhanced disk",
-               extension="qed", has_backing=True),
+               extension="qed", has_backing=True, qemu_backing=True),
     FormatInfo("vmdk", _D, "vmdk", ReadVia.QEMU_NBD, "vmdk", "VMware virtual disk",
-               extension="vmdk", has_backing=True, writable=True,
+               extension="vmdk", has_backing=True, qemu_backing=True,
+               writable=True,
                compress_options=("subformat=streamOptimized",)),
     FormatInfo("vhd", _D, "vpc", ReadVia.QEMU_NBD, "vhd",
                "Microsoft Virtual PC / Hyper-V VHD (a fixed VHD is read in place)",

@@ -3,15 +3,10 @@ which findings stop :func:`diskkit.disk.open_disk` from handing an image to qemu
 
 from __future__ import annotations
 
-from diskkit.errors import UserError
 from diskkit.findings import Finding, Severity
+from diskkit.formats import registry
 from diskkit.formats.base import finding
-from diskkit.formats.detect import FORMATS, Detection
-
-#: OpenStack Glance disk_format values, and what detection calls their content.
-OPENSTACK_DISK_FORMATS = {"ami": "raw", "ari": "raw", "aki": "raw", "raw": "raw",
-                          "qcow2": "qcow2", "vmdk": "vmdk", "vdi": "vdi", "vhd": "vhd",
-                          "vhdx": "vhdx", "iso": "iso", "ploop": "ploop"}
+from diskkit.formats.detect import Detection
 
 #: Findings that only say "this image reads other files"; allow_backing accepts them.
 BACKING_CODES = frozenset({"qcow2-backing-file", "vmdk-parent", "vhd-differencing",
@@ -19,24 +14,9 @@ BACKING_CODES = frozenset({"qcow2-backing-file", "vmdk-parent", "vhd-differencin
 
 
 def normalise_format(name: str) -> str:
-    """A declared format as detection names it; :class:`UserError` for an unknown one."""
-    low = name.strip().lower()
-    if low == "vpc":
-        return "vhd"
-    if low in OPENSTACK_DISK_FORMATS:
-        return OPENSTACK_DISK_FORMATS[low]
-    if low in FORMATS:
-        return low
-    known = sorted(set(OPENSTACK_DISK_FORMATS) | set(FORMATS))
-    raise UserError(f"unknown disk format {name!r}", code="bad-format",
-                    hint=f"use one of: {', '.join(known)}")
-
-
-#: Formats that are not disks: a mismatch is fixed by unpacking, not by qemu-img convert.
-_NOT_DISKS = ("gzip", "xz", "zstd", "bzip2", "zip", "tar", "ova")
-_UNPACK = {"gzip": "gunzip -k FILE", "xz": "unxz -k FILE", "zstd": "unzstd FILE",
-           "bzip2": "bunzip2 -k FILE", "zip": "unzip FILE", "tar": "tar -xf FILE",
-           "ova": "tar -xf FILE"}
+    """A declared format as detection names it (``vpc`` -> ``vhd``, Glance's ``ami`` ->
+    ``raw``); :class:`UserError` for an unknown one."""
+    return registry.normalise(name)
 
 
 def check_declared(detection: Detection, declared: str) -> list[Finding]:
@@ -51,15 +31,16 @@ def check_declared(detection: Detection, declared: str) -> list[Finding]:
             "declared raw but the file is an ISO: the bytes are the same, but Nova attaches "
             "disk_format=iso as a CD-ROM", "declare it as iso (glance image-update "
             "--disk-format iso)", [], declared=declared, detected=got)]
-    if got in _NOT_DISKS:
+    info = registry.get(got)
+    if not info.is_disk:
         # qemu-img cannot read archives or compressed files: unpacking is the only fix.
-        fix = (f"unpack it first ({_UNPACK.get(got, 'unpack it')}), then check the disk "
+        fix = (f"unpack it first ({info.unpack or 'unpack it'}), then check the disk "
                f"inside and declare its real format")
         message = (f"declared {declared} but the file is {got}, not a disk image: a "
                    f"hypervisor would see the {got} bytes as the guest's disk")
     else:
         fix = (f"declare the real format (--disk-format {got}) or convert the image: qemu-img "
-               f"convert -f {got if got != 'vhd' else 'vpc'} -O {want} IN OUT")
+               f"convert -f {info.qemu or got} -O {want} IN OUT")
         message = (f"declared {declared} but the file is {got} (CVE-2024-40767: a hypervisor "
                    f"told the wrong format reads the {got} metadata as guest data, or follows "
                    f"it)")

@@ -16,13 +16,17 @@ from typing import Any
 
 from diskkit.errors import DiskkitError
 from diskkit.findings import Evidence, Finding, Severity
+from diskkit.formats import registry
 from diskkit.formats.detect import Detection, detect
 from diskkit.rbd.connection import modules
 from diskkit.readers.rbd import RbdReader, image_spec
 from diskkit.target import Target
 
-#: Formats whose bytes a guest can use as a raw disk (an ISO 9660 image is raw bytes too).
-RAW_LIKE = ("raw", "iso")
+
+def raw_like(fmt: str | None) -> bool:
+    """The bytes of a ``fmt`` file are a disk a guest can use raw (raw; an ISO 9660 image)."""
+    info = registry.lookup(fmt) if fmt else None
+    return info is not None and info.raw_bytes
 #: A chain longer than this is reported as it stands (Ceph itself allows deep chains).
 MAX_DEPTH = 16
 
@@ -133,7 +137,7 @@ def rbd_facts(reader: RbdReader, detection: Detection) -> tuple[dict[str, Any], 
     section["parent"] = chain[0].parent.spec if chain else None
     section["parents"] = [link.to_dict() for link in chain]
     findings: list[Finding] = []
-    if detection.format not in RAW_LIKE:
+    if not raw_like(detection.format):
         findings.append(_not_raw(reader, detection))
     for depth, link in enumerate(chain, 1):
         if link.error is not None:
@@ -142,7 +146,7 @@ def rbd_facts(reader: RbdReader, detection: Detection) -> tuple[dict[str, Any], 
                 f"the parent {link.parent.spec} of {reader.spec} cannot be opened "
                 f"({link.error}); its format was not checked",
                 (), "check that the user may read the parent's pool", {"parent": link.parent.spec}))
-        elif link.format not in RAW_LIKE:
+        elif not raw_like(link.format):
             findings.append(_parent_not_raw(reader, link, depth))
     return section, findings
 

@@ -21,7 +21,7 @@ from typing import Any
 from diskkit.errors import DiskkitError
 from diskkit.findings import Finding
 from diskkit.formats.detect import detect
-from diskkit.rbd.chain import RAW_LIKE, clone_chain
+from diskkit.rbd.chain import clone_chain, raw_like
 from diskkit.rbd.connection import Connection, connect, modules, translate
 from diskkit.readers.rbd import RbdReader, image_spec
 from diskkit.target import Target
@@ -55,7 +55,7 @@ class ScanRow:
         """True when the image's bytes and every ancestor's are raw (None when unknown)."""
         if self.format is None:
             return None
-        return self.format in RAW_LIKE and (self.parent_format in RAW_LIKE or not self.parent)
+        return raw_like(self.format) and (raw_like(self.parent_format) or not self.parent)
 
     @property
     def flagged(self) -> bool:
@@ -122,7 +122,7 @@ def scan_image(target: Target, conn: Connection, ioctx: Any) -> ScanRow:
                 parent_format = parent.format or "unreadable"
             # The deepest non-raw ancestor decides (its bytes show through every clone).
             for link in chain:
-                if link.format is not None and link.format not in RAW_LIKE:
+                if link.format is not None and not raw_like(link.format):
                     parent_format = link.format
             will_boot, reason = _bootability(target, reader)
             return ScanRow(
