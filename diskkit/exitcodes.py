@@ -1,6 +1,6 @@
 """Exit codes of every diskkit command, in one place.
 
-``check``/``validate`` use OK and FINDINGS; ``diagnose`` uses OK (will boot), FINDINGS (will not
+``check`` uses OK and FINDINGS, ``validate`` OK, FINDINGS and WARNINGS; ``diagnose`` uses OK (will boot), FINDINGS (will not
 boot) and UNKNOWN (cannot tell). Errors use the codes below whatever the command.
 """
 
@@ -13,6 +13,9 @@ BAD_INPUT = 2
 HOST = 3
 #: The command ran but cannot give a verdict (``diagnose``: will_boot is null).
 UNKNOWN = 4
+#: ``validate``: ready for upload, with warnings (cloud readiness: no cloud-init, no serial
+#: console...). 0 is ready, 1 blocked.
+WARNINGS = 5
 #: A bug in diskkit.
 INTERNAL = 70
 #: Interrupted by Ctrl-C (128 + SIGINT).

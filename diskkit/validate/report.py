@@ -1,0 +1,156 @@
+"""``validate``: the upload verdict, then cloud readiness, then the suggested image
+properties, for one target (docs/validate.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from diskkit import exitcodes
+from diskkit.errors import HostError, ImageError
+from diskkit.findings import Finding, Severity
+from diskkit.readers.base import Reader
+from diskkit.target import Target, open_container, parse_target
+from diskkit.validate.glance import GLANCE_CONTAINER_FORMATS
+from diskkit.validate.properties import Properties, suggest
+from diskkit.validate.readiness import readiness
+from diskkit.validate.upload import Upload, check_upload
+
+
+@dataclass
+class Validation:
+    """Everything ``diskkit validate`` says about one image."""
+
+    target: str
+    cloud: str
+    upload: Upload
+    #: Cloud readiness findings (empty when the guest could not be read; see ``notes``).
+    readiness: list[Finding] = field(default_factory=list)
+    properties: Properties | None = None
+    #: ``openstack image create ...``, shell-quoted (None when the upload is blocked).
+    command: str | None = None
+    #: The guest operating system facts behind readiness and properties (GuestInfo.to_dict).
+    guest: dict[str, Any] | None = None
+    #: Why a part was skipped (the guest disk unreadable, no OS...).
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Upload and readiness findings together."""
+        return [*self.upload.findings, *self.readiness]
+
+    @property
+    def verdict(self) -> str:
+        """``blocked`` (a finding blocks), ``warnings`` (ready, with warnings) or ``ready``."""
+        if any(f.blocking for f in self.findings):
+            return "blocked"
+        if any(f.severity >= Severity.WARNING for f in self.findings):
+            return "warnings"
+        return "ready"
+
+    @property
+    def exit_code(self) -> int:
+        """0 ready, 1 blocked, 5 ready with warnings (diskkit/exitcodes.py)."""
+        return {"ready": exitcodes.OK, "blocked": exitcodes.FINDINGS,
+                "warnings": exitcodes.WARNINGS}[self.verdict]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON ``diskkit validate --json`` prints (docs/validate.md)."""
+        props = self.properties
+        return {
+            "target": self.target, "cloud": self.cloud, "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "glance_accepts": self.upload.glance.accepts if self.upload.glance else None,
+            "upload": self.upload.to_dict(),
+            "readiness": [f.to_dict() for f in self.readiness],
+            "properties": props.values if props else {},
+            "image": props.to_dict() if props else None,
+            "command": self.command, "notes": self.notes,
+        }
+
+
+def _describe(container: Reader, t: Target, up: Upload, v: Validation) -> None:
+    """Open the guest disk, read layout, boot and guest OS; fill readiness and properties."""
+    from diskkit.boot import inspect_boot
+    from diskkit.disk import disk_from
+    from diskkit.layout.inspect import inspect_layout
+
+    det = up.detection
+    assert det is not None
+    try:
+        disk = disk_from(container, t, det)
+    except BaseException:
+        container.close()
+        raise
+    layout = boot = guest = None
+    try:
+        layout = inspect_layout(disk)
+        try:
+            boot = inspect_boot(disk, layout)
+        except (ImageError, HostError) as exc:
+            v.notes.append(f"boot code not read: {exc}")
+        try:
+            from diskkit.guest import inspect_guest
+
+            guest = inspect_guest(disk, layout)
+            v.guest = guest.to_dict()
+        except (ImageError, HostError, ImportError) as exc:
+            v.notes.append(f"guest operating system not read: {exc}")
+        v.readiness, firmware = readiness(layout, boot, guest, disk.size)
+    finally:
+        disk.close()
+    name = os.path.basename(t.path or t.display).rsplit(".", 1)[0] or "image"
+    v.properties = suggest(disk_format=up.declared or up.disk_format,
+                           container_format=None, layout=layout, guest=guest,
+                           firmware=firmware, virtual_size=det.virtual_size, name=name)
+
+
+def validate(target: str | Target, *, disk_format: str | None = None,
+             container_format: str | None = None, cloud: str = "openstack",
+             guest: bool = True) -> Validation:
+    """Validate ``target`` for upload to ``cloud`` (only "openstack" is known).
+
+    ``disk_format``/``container_format`` are what the image will be created with (Glance's
+    values; default: what diskkit detects, and ``bare``). A damaged image gives a finding
+    (never an exception); an unknown format name or missing file raises UserError.
+    ``guest=False`` skips readiness and the OS properties (the upload verdict only).
+    """
+    from diskkit.errors import UserError
+
+    if cloud != "openstack":
+        raise UserError(f"unknown cloud {cloud!r}", code="bad-usage", hint="use openstack")
+    if container_format is not None and container_format not in GLANCE_CONTAINER_FORMATS:
+        raise UserError(f"{container_format!r} is not a Glance container_format",
+                        code="bad-format", hint="use one of: "
+                        + ", ".join(GLANCE_CONTAINER_FORMATS))
+    t = parse_target(target) if isinstance(target, str) else target
+    container = open_container(t)
+    owned = True
+    try:
+        path = t.path if t.kind == "file" else None
+        up = check_upload(container, path, disk_format)
+        v = Validation(t.display, cloud, up)
+        if up.glance is None:
+            v.notes.append("Glance's verdict needs a local file: oslo.utils was not run")
+        det = up.detection
+        opens = det is not None and not any(f.blocking for f in det.findings)
+        if guest and opens:
+            owned = False  # disk_from takes the container over
+            try:
+                _describe(container, t, up, v)
+            except (ImageError, HostError) as exc:
+                v.notes.append(f"the guest disk could not be read: {exc}")
+        elif guest:
+            v.notes.append("the guest disk was not opened: the image is not safe to open")
+        if v.properties is None and det is not None:
+            v.properties = Properties(disk_format=disk_format or up.disk_format,
+                                      name=os.path.basename(t.display).rsplit(".", 1)[0])
+        if v.properties is not None:
+            v.properties.container_format = container_format or "bare"
+            if v.verdict != "blocked":
+                v.command = v.properties.command(path)
+    finally:
+        if owned:
+            container.close()
+    return v

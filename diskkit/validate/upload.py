@@ -1,0 +1,208 @@
+"""The upload verdict: diskkit's own findings (detection, the declared format), OpenStack's
+verdict (:mod:`diskkit.validate.glance`), and where the two differ, with why.
+
+A damaged image (a header that is truncated or cannot be parsed) is a finding here
+(``image-unreadable``, with the error and the bytes at its start), never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from diskkit.errors import ImageError
+from diskkit.findings import Evidence, Finding, Severity
+from diskkit.formats import registry, safety
+from diskkit.formats.detect import Detection, detect
+from diskkit.formats.legacy import convert_command
+from diskkit.readers.base import Reader
+from diskkit.validate.glance import GlanceVerdict
+
+#: oslo.utils' names for what diskkit calls ``raw`` (gpt: a raw disk with a partition table).
+_OSLO_RAW = ("raw", "gpt")
+
+
+@dataclass
+class Upload:
+    """Is the file safe to upload, and what will Glance do with it."""
+
+    #: What diskkit detected (None when the header could not be read at all).
+    detection: Detection | None
+    #: The disk_format the user declared, or None.
+    declared: str | None
+    #: The disk_format diskkit suggests for these bytes (None: there is none to suggest).
+    disk_format: str | None
+    #: Every finding: detection's, the declared-format check's, unreadable headers.
+    findings: list[Finding]
+    #: OpenStack's verdict (None for targets that are not local files).
+    glance: GlanceVerdict | None = None
+    #: Where diskkit and oslo.utils disagree (format or verdict), each with why.
+    differences: list[dict[str, Any]] = field(default_factory=list)
+    #: The command that makes an uploadable image, when the format needs converting.
+    convert: str | None = None
+
+    @property
+    def safe(self) -> bool:
+        """No finding blocks (diskkit's own verdict, stricter than Glance's)."""
+        return not any(f.blocking for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (docs/validate.md, ``upload``)."""
+        d = self.detection
+        return {
+            "format": d.format if d else None,
+            "virtual_size": d.virtual_size if d else None,
+            "file_size": d.size if d else None,
+            "declared_format": self.declared, "disk_format": self.disk_format,
+            "safe": self.safe,
+            "glance_accepts": self.glance.accepts if self.glance else None,
+            "glance": self.glance.to_dict() if self.glance else None,
+            "differences": self.differences, "convert": self.convert,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def unreadable(exc: ImageError, reader: Reader) -> Finding:
+    """The finding for a header detection cannot parse: the error, where, and the first
+    bytes of the file (its magic)."""
+    off = getattr(exc, "offset", None)
+    length = getattr(exc, "length", None) or 16
+    try:
+        at = off if off is not None else 0
+        data = reader.read(at, min(length, 64)) if reader.size else b""
+    except (ImageError, OSError):
+        at, data = 0, b""
+    return Finding(
+        "image-unreadable", Severity.ERROR,
+        f"the image is damaged or truncated: {exc.message}",
+        (Evidence(f"{exc.code}: {exc.message}", at, data),
+         Evidence(f"file size {reader.size} bytes", None, None)),
+        "refuse the image; get a complete copy from its source (compare its checksum)",
+        {"error_code": exc.code, "file_size": reader.size})
+
+
+def suggested_disk_format(det: Detection) -> str | None:
+    """Glance's disk_format for what the bytes are (None for formats Glance has none for)."""
+    info = registry.lookup(det.format)
+    return info.glance if info else None
+
+
+def _why(det: Detection, oslo: str | None) -> str | None:
+    """Why diskkit's format and oslo's differ, or None when they agree."""
+    fmt = det.format
+    if oslo is None or fmt == oslo or (fmt == "raw" and oslo in _OSLO_RAW):
+        return None
+    if fmt == "vhd" and det.details.get("subformat") == "fixed" and oslo in _OSLO_RAW:
+        return ("a fixed VHD keeps its only footer in its last 512 bytes; oslo.utils (like "
+                "qemu's probe) reads the start only and calls it raw: declared vhd it is "
+                "refused, declared raw the guest sees the footer as its last sector")
+    info = registry.lookup(fmt)
+    if info is not None and not info.is_disk:
+        return (f"oslo.utils has no inspector for {fmt}: it calls the file {oslo}, and a "
+                f"hypervisor would boot the {fmt} bytes")
+    if fmt == "qcow" and oslo == "qcow2":
+        return "qcow version 1 shares qcow2's magic: oslo.utils calls it qcow2, version 1"
+    if info is not None and info.glance is None and oslo in _OSLO_RAW:
+        return (f"oslo.utils does not know the {fmt} format and calls it {oslo}: a "
+                f"hypervisor told raw would see the {fmt} metadata as the guest's disk")
+    if oslo == "iso" or fmt == "iso":
+        return "an ISO with a partition table is both; the two tools name a different one"
+    return f"diskkit reads the bytes as {fmt}, oslo.utils as {oslo}"
+
+
+def compare(up: Upload) -> list[dict[str, Any]]:
+    """Where diskkit and oslo.utils disagree, each with the side and the reason."""
+    out: list[dict[str, Any]] = []
+    g, det = up.glance, up.detection
+    if g is None:
+        return out
+    if det is not None and (why := _why(det, g.oslo_format)):
+        out.append({"what": "format", "diskkit": det.format, "oslo": g.oslo_format,
+                    "why": why})
+    blockers = sorted({f.code for f in up.findings if f.blocking})
+    if g.accepts and blockers:
+        out.append({"what": "verdict", "diskkit": "blocked", "oslo": "accepted",
+                    "why": "diskkit is stricter: " + ", ".join(blockers) + " (see findings)"})
+    elif not g.accepts and not blockers:
+        out.append({"what": "verdict", "diskkit": "safe", "oslo": "refused",
+                    "why": "Glance refuses what diskkit passed: " + g.reason})
+    return out
+
+
+def glance_finding(g: GlanceVerdict) -> Finding:
+    """The ERROR finding that carries Glance's refusal, so every verdict blocks what Glance
+    blocks."""
+    return Finding("glance-refuses", Severity.ERROR,
+                   f"Glance/Nova refuse this upload as disk_format {g.disk_format}: {g.reason}",
+                   (Evidence(f"oslo.utils {g.oslo_version} detects "
+                             f"{g.oslo_format or 'nothing'}", None, None),),
+                   "fix what the other findings name; if none does, see the reason above",
+                   {"oslo_format": g.oslo_format, "safety_failures": g.failures})
+
+
+def _convert(qemu: str, path: str | None) -> str:
+    """The conversion to qcow2, paths shell-quoted; the output never overwrites the input."""
+    if not path:
+        return convert_command(qemu)
+    stem = path.rsplit(".", 1)[0] if "." in os.path.basename(path) else path
+    out = stem + ".qcow2"
+    if out == path:
+        out = stem + "-converted.qcow2"
+    return convert_command(qemu, shlex.quote(path), shlex.quote(out))
+
+
+def check_upload(reader: Reader, path: str | None, declared: str | None = None, *,
+                 glance: bool = True) -> Upload:
+    """The upload verdict for the container ``reader`` (the file as it would be uploaded;
+    ``path`` is its local path, needed for oslo.utils' inspector, else None).
+
+    ``declared`` is the disk_format the image will be created with (None: the one diskkit
+    suggests). Raises :class:`~diskkit.errors.UserError` for a declared value that is not a
+    Glance disk_format."""
+    from diskkit.validate.glance import GLANCE_DISK_FORMATS, verdict
+
+    if declared is not None:
+        low = declared.strip().lower()
+        if low not in GLANCE_DISK_FORMATS:
+            from diskkit.errors import UserError
+
+            raise UserError(f"{declared!r} is not a Glance disk_format", code="bad-format",
+                            hint="use one of: " + ", ".join(GLANCE_DISK_FORMATS))
+        declared = low
+    findings: list[Finding] = []
+    try:
+        det: Detection | None = detect(reader)
+    except ImageError as exc:
+        det = None
+        findings.append(unreadable(exc, reader))
+    disk_format = suggested_disk_format(det) if det else None
+    convert = None
+    if det is not None:
+        findings += det.findings
+        info = registry.lookup(det.format)
+        if info is not None and info.is_disk and info.glance is None and info.qemu:
+            convert = _convert(info.qemu, path)
+        if declared is not None:
+            if declared == "ploop" and det.format == "parallels":
+                pass  # ploop's files are Parallels images: same bytes, same qemu driver
+            elif declared in ("ami", "ari", "aki"):
+                findings += safety.check_declared(det, "raw") if det.format != "raw" else []
+            else:
+                findings += safety.check_declared(det, declared)
+    up = Upload(det, declared, disk_format, findings, convert=convert)
+    if glance and path is not None:
+        # With nothing to declare (an archive, a format Glance lacks, a damaged header):
+        # what Glance does with it declared raw.
+        up.glance = verdict(path, declared or disk_format or "raw")
+    up.differences = compare(up)
+    if up.glance is not None and not up.glance.accepts:
+        up.findings.append(glance_finding(up.glance))
+        info = registry.lookup(det.format) if det is not None else None
+        sound = det is not None and not any(f.blocking for f in det.findings)
+        if up.convert is None and sound and info is not None and info.is_container \
+                and info.qemu:
+            # A sound image Glance will not take as it is (a fixed VHD): qcow2 it is.
+            up.convert = _convert(info.qemu, path)
+    return up
