@@ -80,3 +80,15 @@ class Finding:
 def worst(findings: list[Finding] | tuple[Finding, ...]) -> Severity | None:
     """The highest severity among ``findings``, or None when there are none."""
     return max((f.severity for f in findings), default=None)
+
+
+#: The code of every finding that says a parser stopped at its work bound (docs/security.md).
+WORK_BOUND_HIT = "work-bound-hit"
+
+
+def bound_finding(message: str, **details: Any) -> Finding:
+    """A ``work-bound-hit`` warning: a parser stopped at one of its work bounds (entry counts,
+    decompression attempts, tokens, extents), so what follows it is partial."""
+    return Finding(WORK_BOUND_HIT, Severity.WARNING, message, (),
+                   "inspect this image with care: it is unusually large or crafted; the "
+                   "bound is diskkit's, not the image format's", details)

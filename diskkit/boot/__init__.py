@@ -17,11 +17,14 @@ from diskkit.boot.eltorito import ElTorito, inspect_iso, is_iso
 from diskkit.boot.findings import boot_findings
 from diskkit.boot.grub import CoreImage, boot_img_pointer, follow_core
 from diskkit.boot.prefix import PrefixTarget, resolve_prefix
-from diskkit.findings import Finding
+from diskkit.findings import Finding, bound_finding
 from diskkit.layout.model import Partition
 from diskkit.readers.base import Reader
 
 BIOS_BOOT_GUID = "21686148-6449-6E6F-744E-656564454649"
+#: Work bounds: partition boot sectors read, GRUB core.img files followed.
+MAX_VBRS = 128
+MAX_GRUBS = 8
 
 __all__ = ["BIOS_BOOT_GUID", "BootInfo", "GrubInfo", "inspect_boot"]
 
@@ -117,7 +120,11 @@ def inspect_boot(reader: Reader, layout: Any = None, *,
     bbp = next((p for p in parts if p.type.upper() == BIOS_BOOT_GUID), None)
     vbrs = []
     sectors = {}
-    for p in parts:
+    notes: list[str] = []
+    if len(parts) > MAX_VBRS:
+        notes.append(f"only the boot sectors of the first {MAX_VBRS} of {len(parts)} partitions "
+                     "were read: work bound hit")
+    for p in parts[:MAX_VBRS]:
         if p.kind == "extended" or p.size < 512 or p.start == 0:  # start 0: that is the MBR
             continue
         sec = reader.read(p.start, 512)
@@ -127,11 +134,15 @@ def inspect_boot(reader: Reader, layout: Any = None, *,
     grubs = []
     if mbr is not None and mbr.loader == "grub2":
         grubs.append(_grub(reader, "mbr", sector0, parts, table, layout, bbp))
-    for v in vbrs:
+    for v in [v for v in vbrs if v.loader == "grub2"][:MAX_GRUBS]:
         if v.loader == "grub2":
             grubs.append(_grub(reader, v.where, sectors[v.where], parts, table, layout, bbp))
     eltorito = inspect_iso(reader) if is_iso(reader) else None
-    esps = inspect_esps(reader, parts)
+    esps = inspect_esps(reader, parts, notes)
     info = BootInfo(mbr, tuple(vbrs), tuple(grubs), eltorito, tuple(esps), bbp, table)
+    notes += [g.core.error for g in grubs if g.core.error and "work bound" in g.core.error]
+    if eltorito is not None and eltorito.error and "work bound" in eltorito.error:
+        notes.append(eltorito.error)
+    bounds = [bound_finding(n) for n in notes]
     return BootInfo(mbr, tuple(vbrs), tuple(grubs), eltorito, tuple(esps), bbp, table,
-                    tuple(boot_findings(info)))
+                    tuple(boot_findings(info)) + tuple(bounds))

@@ -25,6 +25,11 @@ ESP_MBR_TYPE = "0xef"
 REMOVABLE_X64 = "/EFI/BOOT/BOOTX64.EFI"
 MACHINES = {0x8664: "x86-64", 0x014C: "i386", 0xAA64: "arm64", 0x01C2: "arm"}
 _MAX_LOADERS = 256
+#: Work bounds: FAT filesystems examined for \\EFI per disk, and vendor directories per ESP.
+MAX_ESPS = 16
+MAX_EFI_DIRS = 64
+#: Partitions looked at (one sector each) for a FAT filesystem.
+MAX_PARTITIONS = 1024
 
 
 @dataclass(frozen=True)
@@ -97,9 +102,8 @@ def inspect_fat_efi(reader: Reader, where: str, offset: int) -> EspInfo:
     try:
         efi = fs.lookup("/EFI")
         if efi is not None and efi.is_dir:
-            for sub in fs.listdir(efi.cluster):
-                if not sub.is_dir:
-                    continue
+            subs = [x for x in fs.listdir(efi.cluster) if x.is_dir]
+            for sub in subs[:MAX_EFI_DIRS]:
                 for f in fs.listdir(sub.cluster):
                     if f.is_dir or not f.name.lower().endswith(".efi"):
                         continue
@@ -114,18 +118,43 @@ def inspect_fat_efi(reader: Reader, where: str, offset: int) -> EspInfo:
     return EspInfo(where, offset, reader.size, fs.bits, tuple(loaders), removable)
 
 
-def inspect_esps(disk: Reader, partitions: Iterable[Partition]) -> list[EspInfo]:
+def inspect_esps(disk: Reader, partitions: Iterable[Partition],
+                 notes: list[str] | None = None) -> list[EspInfo]:
     """Every ESP among ``partitions`` with its loaders, and every other FAT partition that
-    holds an \\EFI directory (hybrid ISOs type theirs "basic data" in the GPT)."""
+    holds an \\EFI directory (hybrid ISOs type theirs "basic data" in the GPT).
+
+    At most :data:`MAX_ESPS` filesystems are read (partitions at the same offset are read
+    once); when more were there, a sentence saying so is appended to ``notes``."""
     out = []
+    seen: dict[tuple[int, int], EspInfo | None] = {}
+    skipped = read = 0
     for p in partitions:
         if p.kind == "extended":
             continue
+        key = (p.start, p.size)
+        if key in seen:
+            found = seen[key]
+            if found is not None and len(out) < MAX_ESPS:
+                out.append(replace(found, where=f"partition {p.number}"))
+            continue
+        if read >= MAX_ESPS or len(seen) >= MAX_PARTITIONS:
+            skipped += 1
+            continue
         part = SliceReader(disk, p.start, p.size, name=f"{disk.name} partition {p.number}")
+        got: EspInfo | None = None
         if is_esp(p):
-            out.append(inspect_fat_efi(part, f"partition {p.number}", p.start))
+            read += 1
+            got = inspect_fat_efi(part, f"partition {p.number}", p.start)
         elif p.start > 0 and is_fat(part):
+            read += 1
             found = inspect_fat_efi(part, f"partition {p.number}", p.start)
             if found.loaders:
-                out.append(replace(found, esp_type=False))
+                got = replace(found, esp_type=False)
+        seen[key] = got
+        if got is not None:
+            out.append(got)
+    if skipped and notes is not None:
+        notes.append(f"only the first {MAX_ESPS} FAT filesystems (of {MAX_PARTITIONS} "
+                     f"partitions) were examined for EFI loaders ({skipped} more partitions "
+                     "not read): work bound hit")
     return out

@@ -16,13 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from diskkit.boot.efi import EspInfo, inspect_fat_efi
-from diskkit.errors import HostError
+from diskkit.errors import DiskkitError, HostError
 from diskkit.readers.base import Reader, SliceReader
 
 log = logging.getLogger(__name__)
 
 ISO_SECTOR = 2048
 PLATFORMS = {0: "x86", 1: "powerpc", 2: "mac", 0xEF: "efi"}
+#: Work bounds: catalog entries read (a hostile catalog named 65,535 EFI entries), EFI images
+#: inspected, volume descriptors scanned.
+MAX_ENTRIES = 64
+MAX_EFI_IMAGES = 8
+_MAX_DESCRIPTORS = 64
 MEDIA = {0: "no-emulation", 1: "floppy-1.2M", 2: "floppy-1.44M", 3: "floppy-2.88M",
          4: "hard-disk"}
 
@@ -133,10 +138,44 @@ def is_iso(reader: Reader) -> bool:
     return reader.read(16 * ISO_SECTOR, 6) == b"\x01CD001"
 
 
-def _entry(disk: Reader, raw: Any, section: str, platform: int) -> BootEntry:
+def catalog_entry_count(disk: Reader) -> int | None:
+    """Entries the El Torito catalog declares (default + every section's), counted from the
+    raw bytes before pycdlib parses anything; None when there is no boot record."""
+    for n in range(16, 16 + _MAX_DESCRIPTORS):
+        vd = disk.read(n * ISO_SECTOR, ISO_SECTOR)
+        if len(vd) < 0x4B or vd[1:6] != b"CD001" or vd[0] == 255:
+            return None
+        if vd[0] == 0 and vd[7:30] == b"EL TORITO SPECIFICATION":
+            lba = int.from_bytes(vd[0x47:0x4B], "little")
+            break
+    else:
+        return None
+    total = 1
+    pos = 64
+    cat = disk.read(lba * ISO_SECTOR, ISO_SECTOR)
+    while pos + 32 <= len(cat):
+        header = cat[pos]
+        if header not in (0x90, 0x91):
+            break
+        count = int.from_bytes(cat[pos + 2:pos + 4], "little")
+        total += count
+        if header == 0x91 or total > MAX_ENTRIES:
+            break
+        pos += 32 * (count + 1)
+        if pos + 32 > len(cat):
+            cat += disk.read(lba * ISO_SECTOR + len(cat), ISO_SECTOR * (1 + pos // ISO_SECTOR))
+            if pos + 32 > len(cat):
+                break
+    return total
+
+
+def _entry(disk: Reader, raw: Any, section: str, platform: int,
+           efi_budget: list[int] | None = None) -> BootEntry:
     pname = PLATFORMS.get(platform, f"0x{platform:02x}")
     efi = None
-    if pname == "efi" and raw.load_rba:
+    if efi_budget is not None and pname == "efi" and raw.load_rba:
+        efi_budget[0] -= 1
+    if pname == "efi" and raw.load_rba and (efi_budget is None or efi_budget[0] >= 0):
         start = raw.load_rba * ISO_SECTOR
         image = SliceReader(disk, start, disk.size - start, name=f"{disk.name} El Torito EFI")
         found = inspect_fat_efi(image, f"eltorito {section}", start)
@@ -158,29 +197,44 @@ def inspect_iso(disk: Reader) -> ElTorito:
     """The El Torito catalog and system area of the ISO in ``disk``."""
     try:
         import pycdlib
-        from pycdlib.pycdlibexception import PyCdlibException
     except ImportError:
         raise HostError("pycdlib is not installed", code="binding-missing",
                         hint="pip install pycdlib (bash scripts/setup.sh)") from None
     hybrid_mbr, hybrid_gpt = _system_area(disk)
+    declared = catalog_entry_count(disk)
+    if declared is not None and declared > MAX_ENTRIES:
+        return ElTorito(True, hybrid_mbr=hybrid_mbr, hybrid_gpt=hybrid_gpt,
+                        error=f"the El Torito catalog declares more than {MAX_ENTRIES} entries: "
+                              "work bound hit, not read")
     iso = pycdlib.PyCdlib()
     try:
         iso.open_fp(ReaderFile(disk))
-    except (PyCdlibException, ValueError, OSError) as exc:
+    except DiskkitError:
+        raise
+    except Exception as exc:  # pycdlib raises anything on hostile bytes
         return ElTorito(False, hybrid_mbr=hybrid_mbr, hybrid_gpt=hybrid_gpt,
-                        error=f"pycdlib cannot read the ISO: {exc}")
+                        error=f"pycdlib cannot read the ISO: {type(exc).__name__}: {exc}")
     try:
         cat = iso.eltorito_boot_catalog
         udf = bool(iso.has_udf())
         if cat is None:
             return ElTorito(False, udf=udf, hybrid_mbr=hybrid_mbr, hybrid_gpt=hybrid_gpt)
         plat = cat.validation_entry.platform_id
-        entries = [_entry(disk, cat.initial_entry, "default", plat)]
+        budget = [MAX_EFI_IMAGES]
+        entries = [_entry(disk, cat.initial_entry, "default", plat, budget)]
         for i, sec in enumerate(cat.sections, 1):
             for e in sec.section_entries:
-                entries.append(_entry(disk, e, f"section {i}", sec.platform_id))
+                if len(entries) >= MAX_ENTRIES:
+                    break
+                entries.append(_entry(disk, e, f"section {i}", sec.platform_id, budget))
         return ElTorito(True, PLATFORMS.get(plat, f"0x{plat:02x}"), cat.extent_location(),
                         tuple(entries), udf, hybrid_mbr, hybrid_gpt)
+    except DiskkitError:
+        raise
+    except Exception as exc:  # pycdlib objects of a hostile catalog
+        return ElTorito(False, hybrid_mbr=hybrid_mbr, hybrid_gpt=hybrid_gpt,
+                        error=f"the El Torito catalog cannot be read: {type(exc).__name__}: "
+                              f"{exc}")
     finally:
         try:
             iso.close()
@@ -194,13 +248,17 @@ def iso_has_paths(disk: Reader, paths: list[str]) -> list[bool] | None:
     None when pycdlib cannot read the filesystem."""
     try:
         import pycdlib
-        from pycdlib.pycdlibexception import PyCdlibException
     except ImportError:
         return None
     iso = pycdlib.PyCdlib()
+    declared = catalog_entry_count(disk)
+    if declared is not None and declared > MAX_ENTRIES:
+        return None
     try:
         iso.open_fp(ReaderFile(disk))
-    except (PyCdlibException, ValueError, OSError):
+    except DiskkitError:
+        raise
+    except Exception:  # pycdlib raises anything on hostile bytes
         return None
     out = []
     try:
@@ -214,7 +272,9 @@ def iso_has_paths(disk: Reader, paths: list[str]) -> list[bool] | None:
             try:
                 iso.get_record(**kwargs)
                 out.append(True)
-            except PyCdlibException:
+            except DiskkitError:
+                raise
+            except Exception:  # PyCdlibException, or anything on hostile bytes
                 out.append(False)
         return out
     finally:

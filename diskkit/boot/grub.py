@@ -126,20 +126,53 @@ def read_blocklists(diskboot: bytes) -> list[Blocklist]:
     return out
 
 
+#: Work bounds of the search for the LZMA stream: full raw-decoder attempts (after a 16 KiB
+#: probe), and bytes they may output in all (a bogus payload once cost 3,553 attempts and
+#: 50 minutes).
+MAX_LZMA_ATTEMPTS = 16
+MAX_LZMA_OUTPUT = 96 << 20
+_PROBE = 16 << 10
+
+
+class _Bound(Exception):
+    """The LZMA search hit its work bound."""
+
+
+def _candidates(body: bytes, compressed: int, limit: int) -> list[int]:
+    """Where the raw stream may start, likeliest first. grub-mkimage appends the compressed
+    kernel right after lzma_decompress.img and the blocklists cover whole sectors, so the
+    stream starts in the last 512 bytes before ``len(body) - compressed``; an LZMA
+    range-coder stream always starts with a zero byte."""
+    tail = len(body) - compressed
+    first = [i for i in range(tail, max(0x20, tail - SECTOR) - 1, -1)
+             if 0x20 <= i < limit and body[i] == 0]
+    seen = set(first)
+    return first + [i for i in range(0x20, limit) if body[i] == 0 and i not in seen]
+
+
 def _decompress(body: bytes, compressed: int, uncompressed: int) -> bytes | None:
-    """Find the raw LZMA stream after the decompressor and inflate it."""
+    """Find the raw LZMA stream after the decompressor and inflate it (None when it does not
+    decompress; :class:`_Bound` when the work bound is hit first)."""
     filters = [{"id": lzma.FILTER_LZMA1, "lc": 3, "lp": 0, "pb": 2, "dict_size": 1 << 16}]
     limit = min(len(body), _MAX_DECOMPRESSOR + 1)
-    # An LZMA range-coder stream always starts with a zero byte: try those positions only.
-    for start in range(0x20, limit):
-        if body[start] != 0:
-            continue
+    attempts = work = 0
+    probe = min(uncompressed, _PROBE)
+    for start in _candidates(body, compressed, limit):
         stream = body[start:start + compressed]
         if len(stream) < compressed:
-            break
+            continue
+        if attempts >= MAX_LZMA_ATTEMPTS or work >= MAX_LZMA_OUTPUT:
+            raise _Bound(f"core.img: no LZMA stream found within the work bound "
+                         f"({attempts} full attempts, {work} bytes decoded)")
         try:
-            out = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters).decompress(
-                stream, max_length=uncompressed)
+            # A cheap probe first: a wrong start almost always fails within a few KiB.
+            dec = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters)
+            out = dec.decompress(stream, max_length=probe)
+            work += len(out)
+            if len(out) < uncompressed:
+                attempts += 1
+                out += dec.decompress(b"", max_length=uncompressed - len(out))
+                work += len(out) - probe
         except lzma.LZMAError:
             continue
         if len(out) == uncompressed:
@@ -250,7 +283,10 @@ def follow_core(disk: Reader, lba: int, boot_drive: int) -> CoreImage:
     base = _with(base, found=True, compressed_size=compressed, uncompressed_size=uncompressed)
     if not (0 < compressed <= len(head) and 0 < uncompressed <= MAX_UNCOMPRESSED):
         return _with(base, error="implausible compressed/uncompressed sizes in core.img")
-    kernel = _decompress(head, compressed, uncompressed)
+    try:
+        kernel = _decompress(head, compressed, uncompressed)
+    except _Bound as exc:
+        return _with(base, error=f"{exc} (work bound hit)")
     if kernel is None:
         return _with(base, error="core.img does not decompress (corrupt or unknown format)")
     try:

@@ -26,7 +26,7 @@ __all__ = ["Diagnosis", "Verification", "diagnose", "verify"]
 def _order(cause: list[Finding], facts: Facts) -> tuple[Finding, ...]:
     """The deciding findings first, then the other boot findings by severity."""
     seen = {(f.code, f.message) for f in cause}
-    rest = [f for f in (facts.boot.findings if facts.boot else ())
+    rest = [f for f in (*(facts.boot.findings if facts.boot else ()), *facts.bounds)
             if (f.code, f.message) not in seen]
     rest.sort(key=lambda f: -int(f.severity))
     return (*cause, *rest)

@@ -6,22 +6,22 @@ facts (:func:`diskkit.layout.inspect_layout`, :func:`diskkit.boot.inspect_boot`)
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from diskkit.boot import BootInfo, inspect_boot
 from diskkit.errors import DiskkitError, ImageError
-from diskkit.formats import safety
+from diskkit.formats import registry, safety
 from diskkit.formats.detect import Detection, detect
 from diskkit.readers.base import Reader
 from diskkit.target import Target
 
-#: Container formats: their first sector is their own header, never boot code.
-CONTAINERS = ("qcow2", "qed", "vmdk", "vhdx", "vdi", "vhd", "luks")
-COMPRESSED = ("gzip", "xz", "zstd", "bzip2")
-ARCHIVES = ("zip", "tar", "ova")
-#: How much allocated data the blank check reads at most before it says "not blank".
+#: How much allocated data the blank check reads at most (all zeros so far: "blank").
 BLANK_BUDGET = 64 << 20
+#: Work bounds of the blank check: extents walked (holes included) and seconds.
+MAX_BLANK_EXTENTS = 1 << 16
+BLANK_SECONDS = 10.0
 
 
 @dataclass
@@ -40,6 +40,8 @@ class Facts:
     allocated: int = 0
     layout: Any = None
     boot: BootInfo | None = None
+    #: ``work-bound-hit`` findings of the checks that stopped early.
+    bounds: list[Any] = field(default_factory=list)
     #: Why the disk could not be opened or inspected (then the verdict may be "cannot tell").
     problem: str | None = None
 
@@ -74,7 +76,15 @@ class Facts:
 def is_container(detection: Detection) -> bool:
     """The stored bytes are a container format whose sector 0 is its header (a fixed VHD is
     not: its guest disk starts at byte 0 and the footer is at the end)."""
-    return detection.format in CONTAINERS and detection.details.get("subformat") != "fixed"
+    info = registry.lookup(detection.format)
+    return info is not None and info.is_container and \
+        detection.details.get("subformat") != "fixed"
+
+
+def is_kind(fmt: str, kind: registry.Kind) -> bool:
+    """``fmt`` is a registered format of this kind (compressed, archive...)."""
+    info = registry.lookup(fmt)
+    return info is not None and info.kind is kind
 
 
 def hypervisor_format(target: Target, detection: Detection, fmt: str | None) -> str:
@@ -90,20 +100,32 @@ def hypervisor_format(target: Target, detection: Detection, fmt: str | None) -> 
     return "raw"
 
 
-def _blank(disk: Reader) -> tuple[bool, int]:
-    """(all zeros within the budget, allocated bytes)."""
+def _blank(disk: Reader) -> tuple[bool, int, str | None]:
+    """(all zeros, allocated bytes seen, why it stopped early or None).
+
+    Stops at the first non-zero byte of allocated data (the disk is then not blank, and
+    ``allocated`` counts only what was walked so far), after :data:`BLANK_BUDGET` bytes of
+    zeros read (blank, as far as the budget tells), or after :data:`MAX_BLANK_EXTENTS` extents
+    or :data:`BLANK_SECONDS` (holes included: a 1 TiB qcow2 of alternating clusters or a VHDX
+    claiming 128 PiB): then it cannot tell, says not blank, and gives the reason."""
     allocated = 0
     read = 0
-    blank = True
-    for ext in disk.data_extents():
-        allocated += ext.length
-        if not blank or read >= BLANK_BUDGET:
+    deadline = time.monotonic() + BLANK_SECONDS
+    for count, ext in enumerate(disk.extents(), 1):
+        if count > MAX_BLANK_EXTENTS or time.monotonic() > deadline:
+            return False, allocated, (
+                f"the blank check stopped after {count - 1} extents "
+                f"({ext.offset} of {disk.size} bytes walked): work bound hit")
+        if not ext.data or not ext.length:
             continue
+        allocated += ext.length
         n = min(ext.length, BLANK_BUDGET - read)
-        if not disk.is_zero(ext.offset, n):
-            blank = False
-        read += n
-    return blank, allocated
+        if n > 0 and not disk.is_zero(ext.offset, n):
+            return False, allocated, None
+        read += max(n, 0)
+        if read >= BLANK_BUDGET:
+            return True, allocated, None
+    return True, allocated, None
 
 
 def gather(target: Target, container: Reader, fmt: str | None) -> Facts:
@@ -112,7 +134,7 @@ def gather(target: Target, container: Reader, fmt: str | None) -> Facts:
     here before returning, so Facts hold only data (and readers that are closed)."""
     detection = detect(container)
     facts = Facts(target, detection, hypervisor_format(target, detection, fmt))
-    if facts.format in ("raw", "iso"):
+    if registry.get(facts.format).raw_bytes:
         _inspect(facts, container)
         return facts
     if facts.format != detection.format:
@@ -134,8 +156,12 @@ def gather(target: Target, container: Reader, fmt: str | None) -> Facts:
 def _inspect(facts: Facts, disk: Reader) -> None:
     facts.disk = disk
     facts.sector0 = disk.read(0, 512)
-    facts.blank, facts.allocated = _blank(disk)
-    not_a_disk = facts.detection.format in COMPRESSED + ARCHIVES or (
+    facts.blank, facts.allocated, bound = _blank(disk)
+    if bound:
+        from diskkit.findings import bound_finding
+
+        facts.bounds.append(bound_finding(bound))
+    not_a_disk = not registry.get(facts.detection.format).is_disk or (
         facts.format == "raw" and is_container(facts.detection))
     if facts.blank or not_a_disk:
         return  # the universal rules decide; nothing on it to inspect

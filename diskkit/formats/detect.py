@@ -28,6 +28,7 @@ from diskkit.formats import (
     luks,
     parallels,
     partitions,
+    pmbr,
     qcow1,
     qcow2_checks,
     qed,
@@ -182,9 +183,9 @@ def detect(reader: Reader) -> Detection:
                              ) from None
         if m is not None:
             matches.append(m)
-    if not matches:
-        return Detection("raw", (), src.size, src.size, (), partitions.note(src), (),
-                         src.bytes_read, {})
+    if not matches:  # OpenStack's MBR rules apply to the raw disk's first sector
+        return Detection("raw", (), src.size, src.size, (), partitions.note(src),
+                         tuple(pmbr.check(head)), src.bytes_read, {})
     primary = matches[0]
     fmt, details = primary.format, dict(primary.details)
     if len(matches) == 1:
@@ -194,5 +195,7 @@ def detect(reader: Reader) -> Detection:
     # The bytes at the start are the guest's only for raw, iso and a fixed VHD.
     guest_at_zero = fmt == "iso" or details.get("subformat") == "fixed"
     table = partitions.note(src) if guest_at_zero else None
+    if details.get("subformat") == "fixed":
+        findings = (*findings, *pmbr.check(head))
     return Detection(fmt, tuple([m.format for m in matches]), primary.virtual_size, src.size,
                      tuple(matches), table, tuple(findings), src.bytes_read, details)

@@ -91,6 +91,14 @@ def checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
             "qcow2-unknown-incompatible-features", Severity.ERROR,
             f"qcow2 image sets incompatible feature bits {unknown:#x} that no qemu knows",
             "refuse the image", [("incompatible features", 72, head[72:80])]))
+    if incompat & INCOMPAT_EXTL2:
+        out.append(finding(
+            "qcow2-extended-l2", Severity.ERROR,
+            "qcow2 image uses extended L2 entries (incompatible bit 4): Glance and Nova "
+            "refuse it (oslo.utils' inspector knows bits 0-3 only), and qemu before 5.2 "
+            "cannot open it", "convert it without subclusters: qemu-img convert -f qcow2 "
+            "-O qcow2 -o extended_l2=off IN OUT", [("incompatible features", 72,
+                                                     head[72:80])]))
     if incompat & INCOMPAT_CORRUPT:
         out.append(finding("qcow2-corrupt", Severity.WARNING,
                            "qcow2 image is marked corrupt: qemu opens it read-only only",

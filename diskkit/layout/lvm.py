@@ -203,24 +203,53 @@ def read_metadata_text(r: Reader, pv: PvLabel, area: tuple[int, int]) -> str | N
     return data.split(b"\0", 1)[0].decode("utf-8", errors="replace")
 
 
+#: Work bounds: PVs, LVs and segments of one VG (LVM's own limits are far below).
+MAX_PVS = 4096
+MAX_LVS = 16384
+MAX_SEGMENTS = 65536
+
+
+def _nat(value: Any, what: str) -> int:
+    """``value`` as a non-negative integer below 2**64 (ImageError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise ImageError(f"LVM metadata: {what} is {value!r}, not a non-negative integer",
+                         code="bad-lvm-metadata")
+    return value
+
+
 def _vg(name: str, d: dict[str, Any], labels: dict[str, PvLabel]) -> VolumeGroup:
+    pv_map, lv_map = d.get("physical_volumes"), d.get("logical_volumes")
+    if (isinstance(pv_map, dict) and len(pv_map) > MAX_PVS) or \
+            (isinstance(lv_map, dict) and len(lv_map) > MAX_LVS):
+        raise ImageError(f"VG {name} lists more than {MAX_PVS} PVs or {MAX_LVS} LVs: work "
+                         "bound hit, not parsed", code="work-bound-hit")
+    nsegs = 0
     try:
-        ext = int(d["extent_size"]) * 512
+        ext = _nat(d["extent_size"], "extent_size") * 512
         pvs = []
         for key, p in d.get("physical_volumes", {}).items():
             lab = labels.get(p["id"])
             pvs.append(PhysicalVolume(
-                key, p["id"], str(p.get("device", "")), int(p["pe_start"]) * 512,
-                int(p["pe_count"]), lab.offset if lab else None, lab.location if lab else None))
+                key, p["id"], str(p.get("device", "")), _nat(p["pe_start"], "pe_start") * 512,
+                _nat(p["pe_count"], "pe_count"), lab.offset if lab else None,
+                lab.location if lab else None))
         lvs = []
         for lname, lv in d.get("logical_volumes", {}).items():
             segs = []
             for sname, s in lv.items():
                 if not (sname.startswith("segment") and isinstance(s, dict)):
                     continue
+                nsegs += 1
+                if nsegs > MAX_SEGMENTS:
+                    raise ImageError(f"VG {name} has more than {MAX_SEGMENTS} LV segments: "
+                                     "work bound hit, not parsed", code="work-bound-hit")
                 raw = s.get("stripes", [])
-                stripes = tuple((str(raw[i]), int(raw[i + 1])) for i in range(0, len(raw) - 1, 2))
-                segs.append(Segment(int(s["start_extent"]), int(s["extent_count"]),
+                if not isinstance(raw, list) or len(raw) > 2 * MAX_PVS:
+                    raise ImageError(f"LV {lname}: bad stripes list", code="bad-lvm-metadata")
+                stripes = tuple((str(raw[i]), _nat(raw[i + 1], "a stripe's extent"))
+                                for i in range(0, len(raw) - 1, 2))
+                segs.append(Segment(_nat(s["start_extent"], "start_extent"),
+                                    _nat(s["extent_count"], "extent_count"),
                                     str(s.get("type", "")), stripes))
             segs.sort(key=lambda s: s.start_extent)
             size = sum(s.extent_count for s in segs) * ext
@@ -252,7 +281,8 @@ def parse_lvm(r: Reader, labels: list[PvLabel]) -> tuple[LvmInfo, list[Finding]]
                             best[vg.uuid] = vg
             except ImageError as exc:
                 findings.append(Finding(
-                    "lvm-metadata-unreadable", Severity.WARNING,
+                    "work-bound-hit" if exc.code == "work-bound-hit"
+                    else "lvm-metadata-unreadable", Severity.WARNING,
                     f"LVM metadata on PV {lab.uuid} cannot be parsed: {exc.message}",
                     (Evidence("metadata area", lab.offset + area[0], None, "disk"),),
                     "vgcfgrestore from /etc/lvm/backup on the host that made it"))

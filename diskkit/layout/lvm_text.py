@@ -24,27 +24,38 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 MAX_DEPTH = 32
+#: Work bound: tokens in one metadata text (a VG of a thousand LVs has some tens of thousands).
+MAX_TOKENS = 1 << 18
+#: Digits of one number: LVM writes 64-bit values (20 digits); longer is hostile, and Python
+#: refuses to convert more than 4,300 digits anyway.
+MAX_DIGITS = 24
+_SPACE = re.compile(r"\s*")
 
 
 def _tokens(text: str) -> list[tuple[str, Any]]:
+    """The tokens of ``text``, in one linear pass (at most :data:`MAX_TOKENS`)."""
     out: list[tuple[str, Any]] = []
-    pos = 0
+    pos = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
     n = len(text)
     while pos < n:
-        if text[pos:].strip() == "":
-            break
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             raise ImageError(f"LVM metadata: unexpected text at {pos}: {text[pos:pos + 20]!r}",
                              code="bad-lvm-metadata")
-        pos = m.end()
+        pos = _SPACE.match(text, m.end()).end()  # type: ignore[union-attr]
         kind = m.lastgroup
         if kind == "comment":
             continue
+        if len(out) >= MAX_TOKENS:
+            raise ImageError(f"LVM metadata has more than {MAX_TOKENS} tokens: work bound hit, "
+                             "not parsed", code="work-bound-hit")
         if kind == "string":
             out.append(("value", re.sub(r"\\(.)", r"\1", m.group("string"))))
         elif kind == "number":
             num = m.group("number")
+            if len(num) > MAX_DIGITS:
+                raise ImageError(f"LVM metadata: a number of {len(num)} digits at {m.start()}",
+                                 code="bad-lvm-metadata")
             out.append(("value", float(num) if "." in num else int(num)))
         elif kind == "punct":
             out.append((m.group("punct"), None))
