@@ -85,7 +85,7 @@ class DefaultGrub:
         """GRUB_CMDLINE_LINUX + GRUB_CMDLINE_LINUX_DEFAULT: the normal entry's options."""
         parts = [self.values.get("GRUB_CMDLINE_LINUX", ""),
                  self.values.get("GRUB_CMDLINE_LINUX_DEFAULT", "")]
-        return " ".join(p for p in parts if p)
+        return " ".join(" ".join(parts).split())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -184,6 +184,7 @@ def parse_grub_cfg(text: str, path: str, env: dict[str, str] | None = None) -> G
     lines = text.splitlines()
     toks = _lex(text[:MAX_CFG])
     genv: dict[str, str] = dict(env or {})
+    from_env = set(genv)
     entries: list[BootEntry] = []
     defaults: list[tuple[str, Source]] = []
     searches: list[tuple[str, str, Source]] = []
@@ -229,10 +230,18 @@ def parse_grub_cfg(text: str, path: str, env: dict[str, str] | None = None) -> G
         nonlocal uses_bls
         stmts, _ = statements(i, "}" if block else None)
         counter = 0
+        cond = 0  # if/while/for nesting: a set there may not run
         for words, body in stmts:
+            while words and words[0].text in ("then", "else", "do"):
+                words = words[1:]
             if not words:
                 continue
             cmd = _literal(words[0].text)
+            if cmd in ("if", "while", "until", "for"):
+                cond += 1
+            elif cmd in ("fi", "done"):
+                cond = max(0, cond - 1)
+                continue
             args = [w.text for w in words[1:]]
             line = words[0].line
             if body >= 0 and cmd in ("menuentry", "submenu"):
@@ -266,7 +275,8 @@ def parse_grub_cfg(text: str, path: str, env: dict[str, str] | None = None) -> G
                 var, _, v = args[0].partition("=")
                 var = _literal(var)
                 value = _expand(v, genv)
-                if in_entry is None:
+                if in_entry is None and not ((depth or cond) and var in from_env):
+                    # (inside if/else a set may not run: grubenv's load_env value stands)
                     genv[var] = value
                     if var == "default":
                         defaults.append((_literal(v), src(line)))
