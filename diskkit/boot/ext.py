@@ -23,6 +23,8 @@ _INLINE_DATA_FL = 0x10000000
 _EXTENTS_FL = 0x80000
 _MAX_DIR_BYTES = 16 << 20
 _MAX_DEPTH = 5
+#: Extent tree nodes read for one file (a 64 MiB read needs a handful).
+_MAX_EXTENT_NODES = 4096
 ROOT_INODE = 2
 
 
@@ -35,6 +37,9 @@ class ExtInode:
     size: int
     flags: int
     block: bytes  # the 60-byte i_block area
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -83,23 +88,72 @@ class ExtFs:
         size_lo = struct.unpack_from("<I", raw, 0x04)[0]
         flags = struct.unpack_from("<I", raw, 0x20)[0]
         size_hi = struct.unpack_from("<I", raw, 0x6C)[0]
-        return ExtInode(number, mode, size_lo | (size_hi << 32), flags, raw[0x28:0x28 + 60])
+        uid = struct.unpack_from("<H", raw, 0x02)[0] | struct.unpack_from("<H", raw, 0x78)[0] << 16
+        gid = struct.unpack_from("<H", raw, 0x18)[0] | struct.unpack_from("<H", raw, 0x7A)[0] << 16
+        mtime = struct.unpack_from("<i", raw, 0x10)[0]
+        return ExtInode(number, mode, size_lo | (size_hi << 32), flags, raw[0x28:0x28 + 60],
+                        uid, gid, mtime)
 
-    def _extent_blocks(self, node: bytes, depth_left: int) -> Iterator[tuple[int, int, int]]:
-        magic, entries, _max, depth = struct.unpack_from("<HHHH", node, 0)
-        if magic != 0xF30A or depth_left < 0:
+    def readlink(self, ino: ExtInode) -> str:
+        """The target of a symlink inode: in i_block when shorter than 60 bytes ("fast"
+        symlink), else its data (at most 4096 bytes)."""
+        size = min(ino.size, 4096)
+        # The kernel's ext4_inode_is_fast_symlink(): shorter than i_block means in i_block.
+        data = ino.block[:size] if size < 60 or (ino.flags & _INLINE_DATA_FL) else \
+            self.read_file(ino, size)
+        return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+    def _extent_blocks(self, node: bytes, depth_left: int, nblocks: int,
+                       budget: list[int] | None = None, want_depth: int | None = None,
+                       lo: int = 0) -> Iterator[tuple[int, int, int]]:
+        """(logical block, physical block, length) of the extents below ``node`` that start
+        before ``nblocks``, in logical order and without overlap.
+
+        Bounded (issue 11: a tree whose every index entry points at the same wide node made
+        the old walk read the same blocks millions of times): a node's depth must be its
+        parent's minus one, its entry count within its own capacity, index and leaf entries
+        must go up strictly in logical order; subtrees that start past ``nblocks`` are not
+        read; at most :data:`_MAX_EXTENT_NODES` nodes per file.
+        """
+        if budget is None:
+            budget = [_MAX_EXTENT_NODES]
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ImageError(f"{self.r.name}: ext4 extent tree has more than "
+                             f"{_MAX_EXTENT_NODES} nodes", code="ext-extent-bound")
+        if len(node) < 12:
+            raise ImageError(f"{self.r.name}: short ext4 extent node")
+        magic, entries, cap, depth = struct.unpack_from("<HHHH", node, 0)
+        if magic != 0xF30A or depth > depth_left or \
+                (want_depth is not None and depth != want_depth):
             raise ImageError(f"{self.r.name}: bad ext4 extent header")
-        for i in range(min(entries, (len(node) - 12) // 12)):
-            at = 12 + 12 * i
-            if depth == 0:
-                lblock, length, hi, lo = struct.unpack_from("<IHHI", node, at)
+        if entries > cap or entries > (len(node) - 12) // 12:
+            raise ImageError(f"{self.r.name}: ext4 extent node claims {entries} entries")
+        last = lo - 1
+        if depth == 0:
+            for i in range(entries):
+                lblock, length, hi, lo32 = struct.unpack_from("<IHHI", node, 12 + 12 * i)
+                if lblock <= last:
+                    raise ImageError(f"{self.r.name}: ext4 extents out of order")
+                if lblock >= nblocks:
+                    return
                 if length > 32768:  # an unwritten extent reads as zeros: skip it
+                    length -= 32768
+                    last = lblock + length - 1
                     continue
-                yield lblock, (hi << 32) | lo, length
-            else:
-                _lb, lo, hi = struct.unpack_from("<IIH", node, at)
-                child = self._block((hi << 32) | lo)
-                yield from self._extent_blocks(child, depth_left - 1)
+                last = lblock + max(length, 1) - 1
+                yield lblock, (hi << 32) | lo32, length
+            return
+        index = [struct.unpack_from("<IIH", node, 12 + 12 * i) for i in range(entries)]
+        for i, (lblock, leaf_lo, leaf_hi) in enumerate(index):
+            if lblock <= last and i:
+                raise ImageError(f"{self.r.name}: ext4 extent index out of order")
+            last = lblock
+            if lblock >= nblocks:
+                return
+            child = self._block((leaf_hi << 32) | leaf_lo)
+            yield from self._extent_blocks(child, depth - 1, nblocks, budget, depth - 1,
+                                           lblock)
 
     def _map_blocks(self, ino: ExtInode, nblocks: int) -> Iterator[tuple[int, int, int]]:
         ptrs = struct.unpack_from("<15I", ino.block)
@@ -134,22 +188,35 @@ class ExtFs:
 
     def read_file(self, ino: ExtInode, limit: int = _MAX_DIR_BYTES) -> bytes:
         """The contents of ``ino`` (up to ``limit`` bytes); holes read as zeros."""
-        size = min(ino.size, limit)
+        return self.read_range(ino, 0, min(ino.size, limit))
+
+    def read_range(self, ino: ExtInode, offset: int, length: int) -> bytes:
+        """``length`` bytes of ``ino`` from ``offset`` (clipped to its size); holes read as
+        zeros. Each block is read at most once, whatever the extent tree claims."""
+        end = min(ino.size, offset + length)
+        if offset >= end:
+            return b""
         if ino.flags & _INLINE_DATA_FL:
-            return ino.block[:size]
-        nblocks = -(-size // self.block_size)
-        buf = bytearray(nblocks * self.block_size)
+            return ino.block[offset:end]
+        bs = self.block_size
+        first, nblocks = offset // bs, -(-end // bs)
+        buf = bytearray((nblocks - first) * bs)
         if ino.flags & _EXTENTS_FL:
-            runs = self._extent_blocks(ino.block, _MAX_DEPTH)
+            runs = self._extent_blocks(ino.block, _MAX_DEPTH, nblocks)
         else:
             runs = self._map_blocks(ino, nblocks)
-        for lblock, pblock, length in runs:
-            if lblock >= nblocks:
+        covered = first  # logical blocks below this are done: each is read at most once
+        for lblock, pblock, length_ in runs:
+            stop = min(lblock + length_, nblocks)
+            start = max(lblock, covered)
+            if start >= stop:
                 continue
-            length = min(length, nblocks - lblock)
-            data = self._block(pblock, length)
-            buf[lblock * self.block_size:lblock * self.block_size + len(data)] = data
-        return bytes(buf[:size])
+            data = self._block(pblock + (start - lblock), stop - start)
+            at = (start - first) * bs
+            buf[at:at + len(data)] = data
+            covered = stop
+        skip = offset - first * bs
+        return bytes(buf[skip:skip + end - offset])
 
     def listdir(self, ino: ExtInode) -> dict[str, int]:
         """Names -> inode numbers of a directory."""

@@ -10,6 +10,7 @@ short entry. Chains and directories are bounded, so a looping FAT cannot hang us
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,11 @@ _ATTR_LFN = 0x0F
 _ATTR_DIR = 0x10
 _ATTR_VOLUME = 0x08
 _MAX_DIR_ENTRIES = 65536
+#: FAT bytes read at a time, and pages kept.
+_FAT_PAGE = 64 << 10
+_FAT_PAGES_CACHED = 64
+#: Longest chain :meth:`FatFs.chain` returns (2^28 clusters is FAT32's most).
+_MAX_CHAIN = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class FatEntry:
     is_dir: bool
     cluster: int
     size: int
+    #: Last write date and time as stored: date << 16 | time (fatgen103), 0 when unknown.
+    mtime: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -64,56 +72,98 @@ class FatFs:
         self.bits = 12 if self.clusters < 4085 else 16 if self.clusters < 65525 else 32
         self.root_bytes = root_bytes
         self.root_cluster = struct.unpack_from("<I", bs, 0x2C)[0] if self.bits == 32 else 0
-        self._fat: bytes | None = None
+        self._pages: dict[int, bytes] = {}
+        self._cursor: tuple[int, int, int] | None = None
 
-    def _fat_table(self) -> bytes:
-        if self._fat is None:
-            # The largest FAT is 4 bytes x 2^28 clusters; we only read what the geometry needs.
-            need = min(self.fat_size, (self.clusters + 2) * 4 + 8)
-            self._fat = self.r.read(self.fat_offset, need)
-        return self._fat
+    def _fat_bytes(self, at: int, n: int) -> bytes:
+        """``n`` bytes of the first FAT at byte ``at``, read a page at a time (never the whole
+        FAT: a hostile BPB can claim a 16 GiB one, issue 11)."""
+        out = b""
+        while n > 0:
+            page, inner = divmod(at, _FAT_PAGE)
+            data = self._pages.get(page)
+            if data is None:
+                if len(self._pages) >= _FAT_PAGES_CACHED:
+                    self._pages.clear()
+                start = page * _FAT_PAGE
+                data = self.r.read(self.fat_offset + start,
+                                   max(0, min(_FAT_PAGE, self.fat_size - start)))
+                self._pages[page] = data
+            piece = data[inner:inner + n]
+            if not piece:
+                break
+            out += piece
+            at += len(piece)
+            n -= len(piece)
+        return out
 
     def _next(self, cluster: int) -> int | None:
-        fat = self._fat_table()
         if self.bits == 12:
-            at = cluster + cluster // 2
-            if at + 2 > len(fat):
+            raw = self._fat_bytes(cluster + cluster // 2, 2)
+            if len(raw) < 2:
                 return None
-            v = struct.unpack_from("<H", fat, at)[0]
+            v = struct.unpack("<H", raw)[0]
             v = v >> 4 if cluster & 1 else v & 0xFFF
             return None if v >= 0xFF8 or v < 2 else v
         if self.bits == 16:
-            if cluster * 2 + 2 > len(fat):
+            raw = self._fat_bytes(cluster * 2, 2)
+            if len(raw) < 2:
                 return None
-            v = struct.unpack_from("<H", fat, cluster * 2)[0]
+            v = struct.unpack("<H", raw)[0]
             return None if v >= 0xFFF8 or v < 2 else v
-        if cluster * 4 + 4 > len(fat):
+        raw = self._fat_bytes(cluster * 4, 4)
+        if len(raw) < 4:
             return None
-        v = struct.unpack_from("<I", fat, cluster * 4)[0] & 0x0FFFFFFF
+        v = struct.unpack("<I", raw)[0] & 0x0FFFFFFF
         return None if v >= 0x0FFFFFF8 or v < 2 else v
 
-    def chain(self, first: int) -> list[int]:
-        """The clusters of a chain from ``first``; stops at a loop or an out-of-range link."""
-        out: list[int] = []
+    def iter_chain(self, first: int, max_clusters: int) -> Iterator[int]:
+        """The clusters of a chain from ``first``, lazily, at most ``max_clusters`` of them
+        (so the memory of the loop check is bounded by the caller's need, not by a chain of
+        30 million clusters, issue 11); stops at an out-of-range link or a loop."""
         seen: set[int] = set()
         cur: int | None = first
-        while cur is not None and 2 <= cur < self.clusters + 2 and cur not in seen:
+        while cur is not None and 2 <= cur < self.clusters + 2 and cur not in seen \
+                and len(seen) < max_clusters:
             seen.add(cur)
-            out.append(cur)
+            yield cur
             cur = self._next(cur)
-        return out
+
+    def chain(self, first: int, max_clusters: int = _MAX_CHAIN) -> list[int]:
+        """The clusters of a chain from ``first`` (at most ``max_clusters``); stops at a loop
+        or an out-of-range link."""
+        return list(self.iter_chain(first, max_clusters))
 
     def read_chain(self, first: int, limit: int) -> bytes:
         """Up to ``limit`` bytes of the cluster chain starting at ``first``."""
         parts: list[bytes] = []
-        got = 0
-        for c in self.chain(first):
-            if got >= limit:
-                break
+        need = -(-max(0, limit) // self.cluster_size)
+        for c in self.iter_chain(first, need):
             off = self.data_offset + (c - 2) * self.cluster_size
             parts.append(self.r.read(off, self.cluster_size))
-            got += self.cluster_size
         return b"".join(parts)[:limit]
+
+    def read_range(self, entry: FatEntry, offset: int, length: int) -> bytes:
+        """``length`` bytes of a file from ``offset`` (clipped to its size). Reading on from
+        where the last call stopped resumes the chain there (no walk from the start)."""
+        end = min(entry.size, offset + length)
+        if offset >= end or not entry.cluster:
+            return b""
+        cs = self.cluster_size
+        first_index, last_index = offset // cs, -(-end // cs)
+        index, cur = 0, entry.cluster
+        if self._cursor and self._cursor[0] == entry.cluster and \
+                self._cursor[1] <= first_index:
+            index, cur = self._cursor[1], self._cursor[2]
+        parts: list[bytes] = []
+        for c in self.iter_chain(cur, last_index - index):
+            if index >= first_index:
+                parts.append(self.r.read(self.data_offset + (c - 2) * cs, cs))
+            self._cursor = (entry.cluster, index, c)
+            index += 1
+        data = b"".join(parts)
+        skip = offset - first_index * cs
+        return data[skip:skip + end - offset]
 
     def read_file(self, entry: FatEntry, limit: int = 64 << 20) -> bytes:
         """The first ``limit`` bytes of a file."""
@@ -163,7 +213,8 @@ class FatFs:
             hi, lo = struct.unpack_from("<H", e, 20)[0], struct.unpack_from("<H", e, 26)[0]
             first = (hi << 16 | lo) if self.bits == 32 else lo
             size = struct.unpack_from("<I", e, 28)[0]
-            out.append(FatEntry(name, short, bool(attr & _ATTR_DIR), first, size))
+            mtime = struct.unpack_from("<H", e, 24)[0] << 16 | struct.unpack_from("<H", e, 22)[0]
+            out.append(FatEntry(name, short, bool(attr & _ATTR_DIR), first, size, mtime))
         return out
 
     def lookup(self, path: str) -> FatEntry | None:

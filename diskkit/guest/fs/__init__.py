@@ -3,7 +3,9 @@
 ``open_filesystem(reader, fstype)`` gives a :class:`~diskkit.guest.fs.api.GuestFS` over a
 partition, an LV or a whole disk of any reader (file, qcow2, qemu-nbd, nbd://, rbd:):
 
-- ext2/3/4, XFS, FAT12/16/32, NTFS: libyal's bindings (:mod:`diskkit.guest.fs.libyal`);
+- ext2/3/4 and FAT12/16/32: diskkit's own bounded readers (:mod:`diskkit.guest.fs.native`
+  over :mod:`diskkit.boot.ext` / :mod:`diskkit.boot.fat`, which boot inspection shares);
+- XFS and NTFS: libyal's bindings (:mod:`diskkit.guest.fs.libyal`);
 - ISO 9660 (Rock Ridge, Joliet) and UDF bridge images: pycdlib (:mod:`diskkit.guest.fs.iso`);
 - anything else (btrfs, pure UDF, ...) raises HostError ``fs-unsupported`` here; the service
   layer (:mod:`diskkit.guest.fs.service`) reads those through the libguestfs appliance
@@ -65,7 +67,15 @@ def open_filesystem(reader: Reader, fstype: str | None = None, *, label: str | N
     if found is not None and found.type == fstype:
         label = label if label is not None else found.label
         uuid = uuid if uuid is not None else found.uuid
-    if fstype in ("ext2", "ext3", "ext4", "xfs", "vfat", "ntfs"):
+    if fstype in ("ext2", "ext3", "ext4"):
+        from diskkit.guest.fs.native import ExtGuestFS
+
+        return ExtGuestFS(reader, fstype, label=label, uuid=uuid)
+    if fstype == "vfat":
+        from diskkit.guest.fs.native import FatGuestFS
+
+        return FatGuestFS(reader, fstype, label=label, uuid=uuid)
+    if fstype in ("xfs", "ntfs"):
         from diskkit.guest.fs.libyal import LibyalFS
 
         return LibyalFS(reader, fstype, label=label, uuid=uuid)
