@@ -32,6 +32,8 @@ _PYPI = {"pyfsext": "libfsext-python", "pyfsxfs": "libfsxfs-python",
 _NTFS_META = set(range(16)) - {5}
 _FILE_ATTRIBUTE_DIRECTORY = 0x10
 _FILE_ATTRIBUTE_REPARSE_POINT = 0x400
+_FILE_ATTRIBUTE_SYSTEM = 0x4
+_INTERIX_LINK = b"IntxLNK\x01"
 #: Directory entries cached for name lookups (directories, not entries).
 _CACHE_DIRS = 256
 
@@ -195,6 +197,12 @@ class LibyalFS(BaseFS):
                 e.has_directory_entries_index())
             if flags & _FILE_ATTRIBUTE_REPARSE_POINT:
                 target = e.symbolic_link_target
+            elif flags & _FILE_ATTRIBUTE_SYSTEM and not is_dir and \
+                    8 < int(e.size or 0) <= 8 + 2 * MAX_LINK_TARGET:
+                # An Interix symlink, as ntfs-3g writes them: "IntxLNK\1" + UTF-16LE target.
+                head = bytes(e.read_buffer_at_offset(int(e.size), 0))
+                if head.startswith(_INTERIX_LINK):
+                    target = head[8:].decode("utf-16-le", "replace")
             inode: int | None = int(e.file_reference) & 0xFFFFFFFFFFFF
         else:
             is_dir = bool(flags & _FILE_ATTRIBUTE_DIRECTORY)
@@ -208,7 +216,7 @@ class LibyalFS(BaseFS):
             if mtime.tzinfo is None:
                 mtime = mtime.replace(tzinfo=dt.UTC)
             ts = mtime.timestamp()
-        size = 0 if kind == "dir" else int(e.size or 0)
+        size = 0 if kind == "dir" else len(target.encode()) if target else int(e.size or 0)
         return FileStat(kind, size, default_mode(kind), None, None, ts, target, inode)
 
     def _read(self, node: _Node, offset: int, length: int) -> bytes:
