@@ -114,10 +114,22 @@ def find_systemroot(fs: GuestFS) -> str | None:
 def _hive(data: bytes) -> Iterator[Any]:
     import hivex  # type: ignore[import-untyped]
 
+    class _Hive(hivex.Hivex):  # type: ignore[misc]
+        """hivex.Hivex whose __del__ does not fail after a failed open."""
+
+        def __del__(self) -> None:
+            if hasattr(self, "_o"):
+                super().__del__()
+
+    if len(data) < 0x2000 or data[:4] != b"regf" or data[0x1000:0x1004] != b"hbin":
+        raise RuntimeError("not a registry hive (no regf header and first hbin)")
     fd = os.memfd_create("diskkit-hive", os.MFD_CLOEXEC)
     try:
-        os.write(fd, data)
-        yield hivex.Hivex(f"/proc/self/fd/{fd}")
+        view = memoryview(data)
+        pos = 0
+        while pos < len(data):
+            pos += os.write(fd, view[pos:pos + (16 << 20)])
+        yield _Hive(f"/proc/self/fd/{fd}")
     finally:
         os.close(fd)
 
