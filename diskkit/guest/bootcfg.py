@@ -35,14 +35,19 @@ class BootEntry:
     cmdline: str | None
     #: Submenu titles leading to it (outermost first).
     submenu: tuple[str, ...] = ()
+    #: The menuentry line (GRUB) or the entry file's linux line (BLS).
     source: Source | None = None
+    #: The line the command line comes from (GRUB's ``linux`` line, BLS ``options``).
+    cmdline_source: Source | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"title": self.title, "index": self.index, "id": self.id, "kernel": self.kernel,
                 "initrd": list(self.initrd), "cmdline": self.cmdline,
                 "submenu": list(self.submenu),
-                "source": self.source.to_dict() if self.source else None}
+                "source": self.source.to_dict() if self.source else None,
+                "cmdline_source": self.cmdline_source.to_dict() if self.cmdline_source
+                else None}
 
 
 @dataclass(frozen=True)
@@ -259,12 +264,13 @@ def parse_grub_cfg(text: str, path: str, env: dict[str, str] | None = None) -> G
                         walk(body, True, [*level, idx.rsplit(">", 1)[-1]], (*titles, title),
                              depth + 1, None)
                     continue
-                info: dict[str, Any] = {"kernel": None, "initrd": [], "cmdline": None}
+                info: dict[str, Any] = {"kernel": None, "initrd": [], "cmdline": None,
+                                        "cmdline_source": None}
                 walk(body, True, level, titles, depth + 1, info)
                 if len(entries) < MAX_ENTRIES:
                     entries.append(BootEntry(title, idx, eid, info["kernel"],
                                              tuple(info["initrd"]), info["cmdline"], titles,
-                                             src(line)))
+                                             src(line), info["cmdline_source"]))
                 continue
             if body >= 0:
                 # if/for/function bodies with braces: walk into them at this level
@@ -294,6 +300,7 @@ def parse_grub_cfg(text: str, path: str, env: dict[str, str] | None = None) -> G
             if in_entry is not None and cmd in ("linux", "linux16", "linuxefi", "kernel") \
                     and args:
                 in_entry["kernel"] = _literal(args[0])
+                in_entry["cmdline_source"] = src(line)
                 in_entry["cmdline"] = " ".join(
                     x for x in (_expand(a, genv).strip() for a in args[1:]) if x)
             if in_entry is not None and cmd in ("initrd", "initrd16", "initrdefi"):
@@ -388,10 +395,13 @@ def parse_bls(fs: GuestFS, entries_dir: str, env: dict[str, str],
         cmdline = _expand(opts, env).strip() if opts is not None else None
         linux = kv.get("linux", (None, 0))[0]
         lnum = kv.get("linux", ("", 1))[1]
+        onum = kv.get("options", ("", 0))[1]
+        lines = text.splitlines()
+        osrc = Source(path, onum, lines[onum - 1].strip()) if onum else None
         found.append((kv.get("version", (stem, 0))[0], BootEntry(
             kv.get("title", (stem, 0))[0], stem, stem, prefix + linux if linux else None,
-            tuple(initrds), cmdline, (), Source(path, lnum, text.splitlines()[lnum - 1].strip()
-                                                 if text else None))))
+            tuple(initrds), cmdline, (), Source(path, lnum, lines[lnum - 1].strip()
+                                                 if lines else None), osrc)))
     found.sort(key=lambda t: (_vercmp_key(t[0]), t[1].index), reverse=True)
     return tuple(e for _, e in found)
 

@@ -30,16 +30,21 @@ class UnitState:
     name: str
     wanted_by: tuple[str, ...]
     masked: bool
+    #: The unit file found (/etc, /lib or /usr/lib systemd/system), or None.
+    path: str | None = None
+    #: The unit file has no [Install] section: it is started by something else (udev,
+    #: another unit), never "enabled" (systemctl says "static").
+    static: bool = False
 
     @property
     def enabled(self) -> bool:
-        """Linked from some target and not masked."""
-        return bool(self.wanted_by) and not self.masked
+        """Linked from some target (or static: started by udev or another unit), not masked."""
+        return (bool(self.wanted_by) or self.static) and not self.masked
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"name": self.name, "enabled": self.enabled, "wanted_by": list(self.wanted_by),
-                "masked": self.masked}
+                "masked": self.masked, "static": self.static, "path": self.path}
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,15 @@ def unit_state(fs: GuestFS, unit: str) -> UnitState:
         for d in listdir(fs, base, 1024):
             if d.endswith((".wants", ".requires")) and unit in listdir(fs, join(base, d), 1024):
                 wanted.append(join(base, d, unit))
-    return UnitState(unit, tuple(wanted), masked)
+    path = next((join(d, unit) for d in ("/etc/systemd/system", "/lib/systemd/system",
+                                         "/usr/lib/systemd/system")
+                 if exists(fs, join(d, unit))), None)
+    static = False
+    if path and not masked:
+        text = read_text(fs, path, 64 << 10) or ""
+        static = not re.search(r"^\s*\[Install\]", text, re.M) or not re.search(
+            r"^\s*(WantedBy|RequiredBy|Alias|Also)\s*=", text, re.M)
+    return UnitState(unit, tuple(wanted), masked, path, static)
 
 
 def _yaml(fs: GuestFS, path: str, problems: list[str]) -> Any:

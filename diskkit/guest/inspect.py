@@ -254,12 +254,13 @@ def is_linux_root(fs: GuestFS) -> bool:
 
 
 def inspect_root(fs: GuestFS, *, location: str = "tree", layout: Layout | None = None,
-                 mounts: dict[str, GuestFS] | None = None,
-                 read_initramfs: bool = True) -> OSRoot | None:
+                 mounts: dict[str, GuestFS] | None = None, read_initramfs: bool = True,
+                 fs_uuid: str | None = None) -> OSRoot | None:
     """The OS on filesystem ``fs`` (None when it is not a root). ``mounts`` are the other
-    filesystems to put at their mount points (from fstab: see :func:`inspect_guest`)."""
+    filesystems to put at their mount points (from fstab: see :func:`inspect_guest`);
+    ``fs_uuid`` is the filesystem's UUID as the layout found it (default: ``fs.uuid``)."""
     fstype = str(getattr(fs, "fstype", "unknown"))
-    uuid = getattr(fs, "uuid", None)
+    uuid = fs_uuid or getattr(fs, "uuid", None)
     sysroot = windows.find_systemroot(fs)
     if sysroot is not None:
         w = windows.read_windows(fs, sysroot)
@@ -293,8 +294,10 @@ def inspect_root(fs: GuestFS, *, location: str = "tree", layout: Layout | None =
         ev["arch"] = asrc
     if pk.source:
         ev["packages"] = pk.source
-    if boot.default_entry and boot.default_entry.source:
-        ev["cmdline"] = boot.default_entry.source
+    csrc = boot.default_entry.cmdline_source or boot.default_entry.source \
+        if boot.default_entry else None
+    if csrc:
+        ev["cmdline"] = csrc
     return OSRoot(location, fstype, uuid, "linux", ident.distro, ident.product_name,
                   ident.major, ident.minor, ident.version_id, ident.codename, ident.osinfo,
                   hostname, arch, pk, ks, boot, fstab, mountpoints,
@@ -375,7 +378,7 @@ def inspect_guest(disk: Reader, layout: Layout, *, open_fs: OpenFS | None = None
                         mounts[e.mountpoint] = sub
             try:
                 root = inspect_root(fs, location=f.location, layout=layout, mounts=mounts,
-                                    read_initramfs=read_initramfs)
+                                    read_initramfs=read_initramfs, fs_uuid=f.uuid)
             except (DiskkitError, OSError, ValueError) as exc:
                 notes.append(f"{f.location}: inspection stopped: {exc}")
                 continue
