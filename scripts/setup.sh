@@ -30,6 +30,8 @@ DEBIAN_PACKAGES=(
   python3 python3-venv python3-pip python3-dev gcc
   # guest filesystem test images: UDF, ISO with Joliet/Rock Ridge and UDF bridge
   udftools genisoimage
+  # real Debian 12 test images (tests/fixtures/debian.py): debootstrap from the Debian archive
+  debootstrap
 )
 
 missing=()

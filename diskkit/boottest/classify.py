@@ -1,8 +1,12 @@
 """Turn what a booting VM showed (firmware debug log, serial console, VGA text screen) into an
-outcome. Pure: text in, :class:`Observation` out; the polling loop lives in ``run.py``.
+outcome. Pure: text in, :class:`Observation` / :class:`OsObservation` out; the polling loop
+lives in ``run.py``.
 
 The strings are the firmware's and boot loaders' own (SeaBIOS src/boot.c and src/cdrom.c,
-edk2 BdsDxe, GRUB's boot.img/kernel/normal, SYSLINUX's banner, Linux's early messages).
+edk2 BdsDxe, GRUB's boot.img/kernel/normal, SYSLINUX's banner, Linux's early messages), and
+past the boot loader (``until="login"``): Linux's panic(), initramfs-tools' scripts/local
+("ALERT! ... does not exist. Dropping to a shell!", the "(initramfs)" prompt), dracut's
+emergency shell, systemd's emergency.service and agetty's login prompt.
 """
 
 from __future__ import annotations
@@ -104,3 +108,113 @@ def vga_text(buffer: bytes, columns: int = 80) -> str:
     chars = bytes(buffer[0::2]).replace(b"\0", b" ").decode("cp437", errors="replace")
     lines = [chars[i:i + columns].rstrip() for i in range(0, len(chars), columns)]
     return "\n".join(lines).strip("\n")
+
+
+# --- Past the boot loader: until the login prompt -------------------------------------------
+
+#: Outcomes of a boot to the login prompt (``boot_test(until="login")``), besides the
+#: firmware-level ones above (no-bootable-device, boot-code-ran, bootloader-failed, timeout).
+LOGIN_OUTCOMES = ("login", "grub-error", "initramfs-shell", "dracut-shell", "kernel-panic",
+                  "emergency-mode")
+#: How far a boot got (issue 13's ``reaches``), in order.
+STAGES = ("firmware", "boot-loader", "kernel", "initramfs", "userspace", "login")
+
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[()][A-Za-z0-9]|[=>78cDEHM])")
+#: agetty's prompt: "HOSTNAME login: " at the start of a line.
+_LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]* login: *$", re.M)
+#: systemd-sulogin-shell (emergency.service) and sulogin with a locked root account.
+_EMERGENCY = re.compile(r"You are in emergency mode|Cannot open access to console, the root "
+                        r"account is locked|Give root password for maintenance")
+#: initramfs-tools scripts/local and scripts/functions panic(): the shell on the console.
+_INITRAMFS = re.compile(r"ALERT! .* does not exist\.\s+Dropping to a shell!|"
+                        r"Gave up waiting for (?:root file system|suspend/resume) device|"
+                        r"^\(initramfs\) ?$", re.M)
+#: dracut's emergency shell (modules.d/99base/dracut-lib.sh emergency_shell).
+_DRACUT = re.compile(r"Entering emergency mode\. Exit the shell to continue\.|"
+                     r"^dracut:/# ?$|Could not boot\.$", re.M)
+_PANIC = re.compile(r"Kernel panic - not syncing")
+#: GRUB's own errors (grub_print_error: "error: MESSAGE."), its rescue shell.
+_GRUB_ERROR = re.compile(r"^error: .*$|^grub rescue> ?$|^Entering rescue mode\.\.\.$", re.M)
+_GRUB_RESCUE = re.compile(r"^grub rescue> ?$", re.M)
+#: Lines worth showing as evidence, whatever the outcome.
+_EVIDENCE = re.compile(
+    r"^error: .*|grub rescue>|Entering rescue mode|ALERT! .*|Gave up waiting .*|"
+    r"Dropping to a shell.*|Kernel panic - not syncing.*|.*You are in emergency mode.*|"
+    r".*Timed out waiting for device.*|.*Dependency failed for .*|.*Failed to mount .*|"
+    r".*Cannot open access to console.*|Entering emergency mode.*|.*Could not boot.*|"
+    r"^[A-Za-z0-9][A-Za-z0-9.-]* login: *$|.*Volume group .* not found.*")
+_STAGE_SEEN = (
+    ("login", _LOGIN),
+    ("userspace", re.compile(r"systemd\[1\]|Welcome to .*Linux|Reached target|"
+                             r"\[  OK  \]|Started .*\.|Debian GNU/Linux \d+")),
+    ("initramfs", re.compile(r"Loading, please wait\.\.\.|Run /init as init process|"
+                             r"Begin: Loading essential drivers|dracut-|initramfs|"
+                             r"Trying to run /init")),
+    ("kernel", _KERNEL),
+)
+#: In priority order: what ends the boot, by its own message.
+_TERMINAL = (("kernel-panic", _PANIC), ("dracut-shell", _DRACUT),
+             ("initramfs-shell", _INITRAMFS), ("emergency-mode", _EMERGENCY),
+             ("login", _LOGIN))
+
+
+def clean_text(text: str) -> str:
+    """Serial console text without terminal escape sequences and carriage returns."""
+    text = _ANSI.sub("", text)
+    # A bare carriage return rewrites the line: keep what was written last.
+    return "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+@dataclass(frozen=True)
+class OsObservation:
+    """What the text of a boot to the login prompt proves so far. ``outcome`` is final;
+    ``provisional`` is what it becomes if the VM stays quiet (a GRUB error with nothing
+    after it); ``stage`` the furthest stage seen (:data:`STAGES`); ``evidence`` the lines
+    that show it."""
+
+    outcome: str | None
+    provisional: str | None
+    stage: str
+    evidence: tuple[str, ...]
+
+
+def evidence_lines(text: str, limit: int = 12) -> tuple[str, ...]:
+    """The telling lines of ``text`` (errors, alerts, prompts), each once, the last
+    ``limit``."""
+    seen: dict[str, None] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and _EVIDENCE.search(line):
+            seen.pop(line, None)
+            seen[line] = None
+    return tuple(seen)[-limit:]
+
+
+def observe_os(fw: Observation, console: str, screen: str) -> OsObservation:
+    """Classify a boot to the login prompt (see :data:`LOGIN_OUTCOMES`) from the firmware
+    level :class:`Observation`, the serial console and the VGA text screen."""
+    text = clean_text(console) + "\n" + screen
+    stage = "firmware"
+    if fw.loader or fw.outcome == "bootloader-failed":
+        stage = "boot-loader"
+    for name, rx in _STAGE_SEEN:
+        if rx.search(text):
+            stage = name
+            break
+    if fw.outcome == "kernel-started" and STAGES.index(stage) < STAGES.index("kernel"):
+        stage = "kernel"
+    evidence = evidence_lines(text)
+    for outcome, rx in _TERMINAL:
+        if rx.search(text):
+            return OsObservation(outcome, None, stage, evidence)
+    if stage in ("firmware", "boot-loader"):
+        if fw.loader == "grub" and (_GRUB_RESCUE.search(text)
+                                    or fw.outcome == "bootloader-failed"):
+            return OsObservation("grub-error", None, stage, evidence)
+        if fw.outcome in ("no-bootable-device", "bootloader-failed"):
+            return OsObservation(fw.outcome, None, stage, evidence)
+        if fw.loader == "grub" and _GRUB_ERROR.search(text):
+            return OsObservation(None, "grub-error", stage, evidence)
+        if fw.provisional == "boot-code-ran":
+            return OsObservation(None, "boot-code-ran", stage, evidence)
+    return OsObservation(None, None, stage, evidence)

@@ -14,6 +14,7 @@ import pathlib
 import tempfile
 
 from diskkit.errors import CommandError, UserError
+from diskkit.formats import registry
 from diskkit.runner import run
 from diskkit.target import Target
 
@@ -22,9 +23,6 @@ OVMF_VARS = pathlib.Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 FIRMWARES = ("bios", "uefi")
 MEDIA = ("disk", "cdrom")
 BUSES = ("virtio", "ide", "sata", "scsi")
-#: qemu's driver name for each format diskkit knows.
-QEMU_FORMAT = {"raw": "raw", "iso": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc",
-               "vpc": "vpc", "vhdx": "vhdx", "vdi": "vdi", "qed": "qed"}
 
 
 def drive_file(target: Target) -> str:
@@ -43,7 +41,8 @@ def _escape(value: str) -> str:
 
 def device_args(drive: str, fmt: str, media: str, bus: str, firmware: str) -> list[str]:
     """``-drive`` and ``-device`` options attaching the target as boot device 1."""
-    qfmt = QEMU_FORMAT.get(fmt)
+    info = registry.lookup(fmt)
+    qfmt = info.qemu if info is not None and info.kind is registry.Kind.DISK else None
     if qfmt is None:
         raise UserError(f"qemu cannot boot a {fmt} image", code="bad-format",
                         hint="give the format the hypervisor uses with -f (raw, qcow2, ...)")
@@ -87,10 +86,11 @@ def firmware_args(firmware: str, workdir: pathlib.Path) -> list[str]:
 
 
 def qemu_argv(drive: str, fmt: str, *, firmware: str, media: str, bus: str, accel: str,
-              workdir: pathlib.Path) -> list[str]:
-    """The whole command line; logs and the QMP socket live in ``workdir``."""
+              workdir: pathlib.Path, memory: int = 256) -> list[str]:
+    """The whole command line; logs and the QMP socket live in ``workdir``. ``memory`` in
+    MiB (a boot to the login prompt needs a whole system's worth)."""
     return [
-        "qemu-system-x86_64", "-accel", accel, "-m", "256", "-nodefaults", "-vga", "std",
+        "qemu-system-x86_64", "-accel", accel, "-m", str(memory), "-nodefaults", "-vga", "std",
         "-display", "none", "-no-reboot", "-name", "diskkit-boot-test",
         *firmware_args(firmware, workdir),
         *device_args(drive, fmt, media, bus, firmware),

@@ -3,6 +3,12 @@
 qemu runs through :func:`diskkit.runner.spawn` (its process group is killed on every exit
 path); the loop polls the firmware's debug console (port 0x402), the serial console and the
 VGA text buffer (QMP ``pmemsave`` of 0xB8000) until the outcome is certain or the timeout.
+
+``until="loader"`` (the default) stops at the boot loader or the kernel's first words: what
+the firmware and the boot code do. ``until="login"`` goes on to the end of the boot: the
+login prompt, or where it stopped (a GRUB error, the initramfs or dracut shell, a kernel
+panic, systemd's emergency mode), with the lines that show it; it stops as soon as one of
+those is printed.
 """
 
 from __future__ import annotations
@@ -14,22 +20,30 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from diskkit.boottest.classify import BOOTED, Observation, in_long_mode, observe, vga_text
+from diskkit.boottest.classify import (
+    BOOTED,
+    Observation,
+    OsObservation,
+    in_long_mode,
+    observe,
+    observe_os,
+    vga_text,
+)
 from diskkit.boottest.qemu import (
     BUSES,
     FIRMWARES,
     MEDIA,
-    QEMU_FORMAT,
     choose_accel,
     drive_file,
     qemu_argv,
 )
 from diskkit.boottest.qmp import Qmp
+from diskkit.disk import open_container
 from diskkit.errors import DiskkitError, HostError, ImageError, UserError
-from diskkit.formats import safety
+from diskkit.formats import registry, safety
 from diskkit.formats.detect import detect
 from diskkit.runner import spawn
-from diskkit.target import open_container, parse_target
+from diskkit.target import parse_target
 
 #: Seconds with nothing new after boot code took over before "boot-code-ran" is final.
 SETTLE_CODE = 6.0
@@ -38,6 +52,9 @@ SETTLE_LOADER = 2.0
 #: The same when only its first stage spoke ("GRUB loading."): modules or a kernel may still
 #: be loading (quiet = no new text on screen or serial and no disk reads).
 SETTLE_LOADER_START = 30.0
+#: Seconds of quiet after a GRUB ``error:`` line with no kernel after it: "grub-error".
+SETTLE_GRUB_ERROR = 20.0
+UNTIL = ("loader", "login")
 
 
 @dataclass(frozen=True)
@@ -57,13 +74,29 @@ class BootOutcome:
     screenshot: str | None = None
     console: str = ""
     details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: "loader" or "login" (how far the boot was followed).
+    until: str = "loader"
+    #: The furthest stage seen (classify.STAGES); with until="login" only.
+    stage: str | None = None
+    #: The lines that show the outcome (GRUB errors, ALERT!, emergency mode, the prompt).
+    evidence: tuple[str, ...] = ()
+    #: The outcome the caller expected, if any.
+    expected: str | None = None
 
     @property
     def booted(self) -> bool | None:
-        """True when a boot loader or kernel was reached, False when not, None on timeout."""
+        """True when a boot loader or kernel was reached (with until="login": the login
+        prompt), False when not, None on timeout."""
         if self.outcome == "timeout":
             return None
+        if self.until == "login":
+            return self.outcome == "login"
         return self.outcome in BOOTED
+
+    @property
+    def as_expected(self) -> bool | None:
+        """The outcome is the expected one (None when nothing was expected)."""
+        return None if self.expected is None else self.outcome == self.expected
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -71,7 +104,9 @@ class BootOutcome:
                 "firmware": self.firmware, "as": self.media, "bus": self.bus,
                 "format": self.format, "accel": self.accel, "seconds": round(self.seconds, 2),
                 "firmware_messages": list(self.messages), "screen": self.screen,
-                "console": self.console[-2000:], "screenshot": self.screenshot}
+                "console": self.console[-2000:], "screenshot": self.screenshot,
+                "until": self.until, "stage": self.stage, "evidence": list(self.evidence),
+                "expected": self.expected, "as_expected": self.as_expected}
 
 
 def hypervisor_format(target: str, fmt: str | None) -> str:
@@ -84,12 +119,13 @@ def hypervisor_format(target: str, fmt: str | None) -> str:
     chosen = safety.normalise_format(fmt) if fmt else detection.format
     if t.kind == "rbd" and not fmt:
         chosen = "raw"  # a Ceph volume is always attached raw
-    if chosen not in QEMU_FORMAT:
+    info = registry.lookup(chosen)
+    if info is None or info.kind is not registry.Kind.DISK or info.qemu is None:
         if fmt:
             raise UserError(f"qemu cannot boot a {chosen} image", code="bad-format",
                             hint="boot it with -f raw to see what a raw volume would show")
-        chosen = "raw"
-    if QEMU_FORMAT[chosen] != "raw":
+        chosen, info = "raw", registry.get("raw")
+    if not info.raw_bytes:
         findings = list(detection.findings)
         if fmt:
             findings += safety.check_declared(detection, fmt)
@@ -149,11 +185,14 @@ def _connect(sock: pathlib.Path) -> Qmp | None:
 
 def boot_test(target: str, fmt: str | None = None, *, firmware: str = "bios",
               media: str = "disk", bus: str = "virtio", timeout: float = 60.0,
-              screenshot: str | None = None, accel: str | None = None) -> BootOutcome:
+              screenshot: str | None = None, accel: str | None = None,
+              until: str = "loader", expect: str | None = None) -> BootOutcome:
     """Boot ``target`` read-only and return the :class:`BootOutcome`. Ends within
-    ``timeout`` seconds (plus qemu's shutdown) and leaves no qemu process behind."""
+    ``timeout`` seconds (plus qemu's shutdown) and leaves no qemu process behind.
+    ``until``: "loader" or "login" (see the module docstring); ``expect``: the outcome the
+    guest should reach (reported back as ``as_expected``)."""
     for name, value, allowed in (("firmware", firmware, FIRMWARES), ("as", media, MEDIA),
-                                 ("bus", bus, BUSES)):
+                                 ("bus", bus, BUSES), ("until", until, UNTIL)):
         if value not in allowed:
             raise UserError(f"--{name} {value!r}: use one of {', '.join(allowed)}",
                             code="bad-option")
@@ -165,13 +204,21 @@ def boot_test(target: str, fmt: str | None = None, *, firmware: str = "bios",
     with tempfile.TemporaryDirectory(prefix="diskkit-boot-") as tmp:
         work = pathlib.Path(tmp)
         argv = qemu_argv(drive_file(parse_target(target)), chosen, firmware=firmware,
-                         media=media, bus=bus, accel=accel, workdir=work)
+                         media=media, bus=bus, accel=accel, workdir=work,
+                         memory=1024 if until == "login" else 256)
+        if until == "login":
+            obs, os_obs, screen, console, shot = _boot_to_login(
+                argv, work, timeout, screenshot, bios=firmware == "bios")
+            return BootOutcome(os_obs.outcome or "timeout", firmware, media, bus, chosen,
+                               accel, time.monotonic() - started, obs.loader, obs.messages,
+                               screen, shot, console, until=until, stage=os_obs.stage,
+                               evidence=os_obs.evidence, expected=expect)
         obs, screen, console, shot = _boot(argv, work, timeout, screenshot,
                                            bios=firmware == "bios")
     outcome = obs.outcome or obs.provisional or "timeout"
     return BootOutcome(outcome, firmware, media, bus, chosen, accel,
                        time.monotonic() - started, obs.loader, obs.messages, screen, shot,
-                       console)
+                       console, expected=expect)
 
 
 def _boot(argv: list[str], work: pathlib.Path, timeout: float, screenshot: str | None,
@@ -226,3 +273,65 @@ def _boot(argv: list[str], work: pathlib.Path, timeout: float, screenshot: str |
             if qmp is not None:
                 qmp.close()
     return obs, screen, console, shot
+
+
+def _qemu_failed(proc: Any, work: pathlib.Path) -> None:
+    if proc.returncode != 0 and not _read(work / "firmware.log"):
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise HostError(f"qemu-system-x86_64 failed: {err.strip()[-300:]}",
+                        code="command-failed")
+
+
+def _boot_to_login(argv: list[str], work: pathlib.Path, timeout: float,
+                   screenshot: str | None, bios: bool,
+                   ) -> tuple[Observation, OsObservation, str, str, str | None]:
+    """Run qemu until a terminal outcome is printed (the login prompt, a shell, a panic,
+    emergency mode, a GRUB error), a provisional one settles, or the timeout."""
+    deadline = time.monotonic() + timeout
+    obs = Observation(None, None, None, ())
+    os_obs = OsObservation(None, None, "firmware", ())
+    screen = console = ""
+    shot = None
+    since = time.monotonic()
+    last_key: tuple[str | None, int, int] = (None, 0, 0)
+    kernel = False
+    with spawn(argv) as proc:
+        qmp = None
+        try:
+            while time.monotonic() < deadline:
+                exited = proc.poll() is not None
+                if exited:
+                    _qemu_failed(proc, work)
+                else:
+                    qmp = qmp or _connect(work / "qmp.sock")
+                    screen = _screen(qmp, work) or screen
+                console = _read(work / "serial.log")
+                long_mode = bios and not kernel and not exited and _long_mode(qmp)
+                obs = observe(_read(work / "firmware.log"), console, screen,
+                              long_mode=long_mode)
+                kernel = kernel or obs.outcome == "kernel-started"
+                if kernel and obs.outcome != "kernel-started":
+                    obs = Observation("kernel-started", None, obs.loader, obs.messages)
+                os_obs = observe_os(obs, console, screen)
+                if os_obs.outcome or exited:
+                    break
+                key = (os_obs.provisional, len(screen.strip()) + len(console),
+                       _disk_reads(qmp))
+                if key != last_key:
+                    last_key, since = key, time.monotonic()
+                settle = SETTLE_GRUB_ERROR if os_obs.provisional == "grub-error" \
+                    else SETTLE_CODE
+                if os_obs.provisional and time.monotonic() - since >= settle:
+                    os_obs = OsObservation(os_obs.provisional, None, os_obs.stage,
+                                           os_obs.evidence)
+                    break
+                time.sleep(0.5)
+            if screenshot and qmp is not None:
+                with contextlib.suppress(DiskkitError, OSError):
+                    qmp.execute("screendump", filename=str(pathlib.Path(screenshot).resolve()),
+                                format="png")
+                    shot = screenshot
+        finally:
+            if qmp is not None:
+                qmp.close()
+    return obs, os_obs, screen, console, shot
