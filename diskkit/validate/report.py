@@ -11,7 +11,12 @@ from diskkit import exitcodes
 from diskkit.errors import HostError, ImageError
 from diskkit.findings import Finding, Severity
 from diskkit.readers.base import Reader
-from diskkit.target import Target, open_container, parse_target
+from diskkit.target import Target, parse_target
+
+try:  # the model engineer moves open_container from target.py to disk.py
+    from diskkit.disk import open_container
+except ImportError:  # pragma: no cover - older tree
+    from diskkit.target import open_container  # type: ignore[attr-defined,no-redef]
 from diskkit.validate.glance import GLANCE_CONTAINER_FORMATS
 from diskkit.validate.properties import Properties, suggest
 from diskkit.validate.readiness import readiness
