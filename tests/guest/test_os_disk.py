@@ -154,3 +154,20 @@ def test_unreadable_filesystem_is_a_note(tmp_path: pathlib.Path) -> None:
         info = inspect_guest(disk, inspect_layout(disk))
     assert info.roots == ()
     assert info.notes and "btrfs" in info.notes[0]
+
+
+@needs_tools
+def test_summary_lines(debian_disk: pathlib.Path) -> None:
+    """The readable `os` section names the OS, the kernel's drivers and each fstab entry that
+    is not on this disk."""
+    from diskkit.guest.report import summary_lines
+
+    with open_disk(str(debian_disk), "raw") as disk:
+        info = inspect_guest(disk, inspect_layout(disk))
+    lines = summary_lines(info)
+    assert lines[0].startswith("partition 2 (ext4): linux debian")
+    assert any(line.startswith(f"  kernel {host_kernel()}") and "virtio_blk" in line
+               for line in lines)
+    assert "  fstab /data <- /dev/sdb1: NOT ON THIS DISK [scsi/sata]" in lines
+    assert "  fstab /boot <- LABEL=BOOT: partition 1" in lines
+    assert "  serial console: ttyS0,115200n8" in lines
