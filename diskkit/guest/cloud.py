@@ -60,11 +60,14 @@ class CloudInit:
     datasource_source: Source | None
     growpart_module: bool
     problems: tuple[str, ...] = ()
+    #: ``cloud-init=disabled`` on the default entry's kernel command line.
+    disabled_cmdline: bool = False
 
     @property
     def enabled(self) -> bool:
-        """Installed, no disabled file, and some cloud-init unit enabled."""
-        return self.installed and not self.disabled_file and any(u.enabled for u in self.units)
+        """Installed, not disabled (file or command line), and some cloud-init unit enabled."""
+        return self.installed and not self.disabled_file and not self.disabled_cmdline and \
+            any(u.enabled for u in self.units)
 
     @property
     def openstack(self) -> bool:
@@ -77,6 +80,7 @@ class CloudInit:
         """JSON form."""
         return {"installed": self.installed, "version": self.version,
                 "enabled": self.enabled, "disabled_file": self.disabled_file,
+                "disabled_cmdline": self.disabled_cmdline,
                 "units": [u.to_dict() for u in self.units],
                 "datasources": list(self.datasources) if self.datasources is not None else None,
                 "datasource_source": self.datasource_source.to_dict()
@@ -176,7 +180,7 @@ def _line_of(fs: GuestFS, path: str, key: str) -> Source:
     return Source(path)
 
 
-def read_cloud_init(fs: GuestFS, version: str | None) -> CloudInit:
+def read_cloud_init(fs: GuestFS, version: str | None, cmdline: str | None = None) -> CloudInit:
     """cloud-init's installation, enablement and datasource list."""
     installed = exists(fs, "/usr/bin/cloud-init") or version is not None
     problems: list[str] = []
@@ -208,7 +212,8 @@ def read_cloud_init(fs: GuestFS, version: str | None) -> CloudInit:
                   exists(fs, join("/usr/lib/systemd/system", u)) or
                   unit_state(fs, u).wanted_by)
     return CloudInit(installed, version, exists(fs, "/etc/cloud/cloud-init.disabled"), units,
-                     datasources, dsrc, growpart_module, tuple(problems))
+                     datasources, dsrc, growpart_module, tuple(problems),
+                     "cloud-init=disabled" in (cmdline or "").split())
 
 
 def _service(fs: GuestFS, binaries: tuple[str, ...], units: tuple[str, ...]) -> Service:
@@ -258,9 +263,10 @@ def read_macs(fs: GuestFS) -> tuple[MacAddress, ...]:
     return tuple(out[:256])
 
 
-def read_cloud(fs: GuestFS, notable: dict[str, str], initramfs_growroot: bool) -> CloudFacts:
-    """The cloud readiness facts of one root."""
-    ci = read_cloud_init(fs, notable.get("cloud-init"))
+def read_cloud(fs: GuestFS, notable: dict[str, str], initramfs_growroot: bool,
+               cmdline: str | None = None) -> CloudFacts:
+    """The cloud readiness facts of one root (``cmdline``: the default kernel command line)."""
+    ci = read_cloud_init(fs, notable.get("cloud-init"), cmdline)
     gp = next((p for p in ("/usr/bin/growpart", "/usr/sbin/growpart") if exists(fs, p)), None)
     growroot = initramfs_growroot or any(exists(fs, p) for p in (
         "/usr/share/initramfs-tools/scripts/local-bottom/growroot",

@@ -45,12 +45,15 @@ class InitramfsConfig:
     hostonly: bool | None = None
     add_drivers: tuple[str, ...] = ()
     sources: dict[str, Source] = field(default_factory=dict, hash=False, compare=False)
+    #: initramfs-tools hook scripts installed (/usr/share/initramfs-tools/hooks and
+    #: /etc/initramfs-tools/hooks): "lvm2", "cryptroot", "growroot", ...
+    hooks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"generator": self.generator, "modules": self.modules,
                 "extra_modules": list(self.extra_modules), "hostonly": self.hostonly,
-                "add_drivers": list(self.add_drivers),
+                "add_drivers": list(self.add_drivers), "hooks": list(self.hooks),
                 "sources": {k: v.to_dict() for k, v in self.sources.items()}}
 
 
@@ -222,7 +225,10 @@ def read_initramfs_config(fs: GuestFS) -> InitramfsConfig | None:
             s = line.split("#", 1)[0].strip()
             if s:
                 extra.append(s.split()[0])
-        return InitramfsConfig("initramfs-tools", modules, tuple(extra[:512]), None, (), srcs)
+        hooks = sorted(set(listdir(fs, "/usr/share/initramfs-tools/hooks", 512)) |
+                       set(listdir(fs, "/etc/initramfs-tools/hooks", 512)))
+        return InitramfsConfig("initramfs-tools", modules, tuple(extra[:512]), None, (), srcs,
+                               tuple(hooks))
     if exists(fs, "/etc/dracut.conf") or is_dir(fs, "/etc/dracut.conf.d"):
         hostonly = None
         drivers: list[str] = []
@@ -286,7 +292,7 @@ def inspect_root(fs: GuestFS, *, location: str = "tree", layout: Layout | None =
     boot = read_boot(view, bool(mounts and "/boot" in mounts))
     cmdline = boot.cmdline
     growroot = any(k.initramfs and k.initramfs.facts and k.initramfs.facts.growroot for k in ks)
-    cf = cloud.read_cloud(view, pk.notable, bool(growroot))
+    cf = cloud.read_cloud(view, pk.notable, bool(growroot), cmdline)
     ev = dict(ident.evidence)
     if hsrc:
         ev["hostname"] = hsrc

@@ -110,6 +110,12 @@ def test_cloud_init_disabled_and_masked(tmp_path: pathlib.Path) -> None:
     ci = inspect_tree(str(root), read_initramfs=False).roots[0].cloud
     assert ci and ci.cloud_init.installed and ci.cloud_init.disabled_file
     assert not ci.cloud_init.enabled
+    root3 = debian_tree(tmp_path / "root3")
+    write(root3, "boot/grub/grub.cfg", "menuentry 'd' {\n linux /vmlinuz root=/dev/vda1 "
+          "cloud-init=disabled\n}\n")
+    r3 = inspect_tree(str(root3), read_initramfs=False).roots[0]
+    assert r3.cloud and r3.cloud.cloud_init.disabled_cmdline and not r3.cloud.cloud_init.enabled
+    assert not r3.cloud.cloud_init.disabled_file
     root2 = debian_tree(tmp_path / "root2", cloud_init=False)
     ci2 = inspect_tree(str(root2), read_initramfs=False).roots[0].cloud
     assert ci2 and not ci2.cloud_init.installed and not ci2.growpart
