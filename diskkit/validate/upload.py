@@ -206,3 +206,44 @@ def check_upload(reader: Reader, path: str | None, declared: str | None = None, 
             # A sound image Glance will not take as it is (a fixed VHD): qcow2 it is.
             up.convert = _convert(info.qemu, path)
     return up
+
+
+def glance_for(target: str, declared: str | None, det: Detection | None) -> GlanceVerdict | None:
+    """OpenStack's verdict for ``target`` when it is a local file (``check`` adds it to its
+    report), None otherwise. ``declared`` defaults to the disk_format diskkit suggests."""
+    from diskkit.target import parse_target
+    from diskkit.validate.glance import verdict
+
+    t = parse_target(target)
+    if t.kind != "file" or not t.path:
+        return None
+    df = _glance_name(declared) or (suggested_disk_format(det) if det else None) or "raw"
+    return verdict(t.path, df)
+
+
+def _glance_name(declared: str | None) -> str | None:
+    """A declared format as Glance names it (``vpc`` -> ``vhd``), None when it has none."""
+    from diskkit.validate.glance import GLANCE_DISK_FORMATS
+
+    if declared is None:
+        return None
+    low = declared.strip().lower()
+    if low in GLANCE_DISK_FORMATS:
+        return low
+    info = registry.lookup(low)
+    return info.glance if info else None
+
+
+def check_damaged(target: str, declared: str | None) -> Upload:
+    """The upload verdict of a target whose header detection cannot read (``check`` calls
+    this when its report raises ImageError): findings, never an exception."""
+    from diskkit.target import parse_target
+
+    try:
+        from diskkit.disk import open_container
+    except ImportError:  # pragma: no cover - older tree
+        from diskkit.target import open_container  # type: ignore[attr-defined,no-redef]
+    t = parse_target(target)
+    with open_container(t) as reader:
+        return check_upload(reader, t.path if t.kind == "file" else None,
+                            _glance_name(declared))

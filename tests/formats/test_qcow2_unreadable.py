@@ -116,8 +116,14 @@ def test_cli_check_exits_1_with_the_finding(garbled, name):
     assert ev["offset"] == CASES[name][0] and ev["bytes"] == CASES[name][1].hex()
 
 
-def test_cli_check_truncated_exits_2(garbled, tmp_path):
+def test_cli_check_truncated_exits_1(garbled, tmp_path):
+    """A damaged image is a verdict (exit 1, image-unreadable), not bad input (issue 14)."""
     p = tmp_path / "short.qcow2"
     p.write_bytes(garbled["v4"].read_bytes()[:64])
     r = _check(p)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    out = json.loads(r.stdout)
+    f = next(f for f in out["findings"] if f["code"] == "image-unreadable")
+    ev = f["evidence"][0]
+    data = bytes.fromhex(ev["bytes"])
+    assert data[:4] == b"QFI\xfb" and data == p.read_bytes()[ev["offset"]:][:len(data)]
