@@ -73,7 +73,7 @@ def test_info_json_keys(images):
 @pytest.mark.parametrize("args,code", [
     (("check", "/nonexistent/disk.img"), "not-found"),
     (("info", "{tmp}"), "is-a-directory"),
-    (("check", "{tmp}/truncated.vdi"), "truncated-header"),
+    (("info", "{tmp}/truncated.vdi"), "truncated-header"),  # check: a finding (issue 14)
     (("info", "foo://bar/baz"), "bad-uri"),
     (("check", "{tmp}/ok.vdi", "--disk-format", "floppy"), "bad-format"),
 ])
