@@ -9,15 +9,22 @@ the Debian package to install, and a failure becomes a :class:`CommandError` car
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import json
 import logging
 import os
+import pathlib
+import secrets
 import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from diskkit.errors import CommandError, CommandTimeout, HostError
 
@@ -91,6 +98,140 @@ def require(program: str) -> str:
     return found
 
 
+# --- Children die with diskkit ----------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+_libc: Any = None
+
+
+def _child_setup() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when diskkit dies (prctl
+    PR_SET_PDEATHSIG), even by SIGKILL; None off Linux or off the main thread (the signal is
+    sent when the *thread* that forked exits, so a worker thread's child would die early)."""
+    global _libc
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.prctl  # noqa: B018 - fails here, not in the child, when missing
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc is False:
+        return None
+    parent = os.getpid()
+    prctl = _libc.prctl
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # diskkit died between fork and prctl
+            os._exit(1)
+
+    return setup
+
+
+def run_root() -> pathlib.Path:
+    """Where diskkit keeps its run state: ``$DISKKIT_RUN_DIR``, else /run/diskkit (root) or
+    /tmp/diskkit-UID."""
+    env = os.environ.get("DISKKIT_RUN_DIR")
+    if env:
+        return pathlib.Path(env)
+    if os.geteuid() == 0:
+        return pathlib.Path("/run/diskkit")
+    return pathlib.Path(f"/tmp/diskkit-{os.geteuid()}")
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks): a pid's identity over reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _record_server(proc: subprocess.Popen[bytes], argv: Sequence[str],
+                   dirs: Sequence[str]) -> pathlib.Path | None:
+    """Write down a spawned server (pid, start time, owner, private directories) in
+    ``<run root>/servers/`` so ``diskkit cleanup`` can end it after a crash. Best effort: an
+    unwritable run directory only costs that safety net."""
+    try:
+        d = run_root() / "servers"
+        path = d / f"{proc.pid}-{secrets.token_hex(3)}.json"
+        for attempt in (1, 2):  # another diskkit may remove the empty directory meanwhile
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                path.touch(mode=0o600)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        path.write_text(json.dumps({
+            "pid": proc.pid, "start": _start_time(proc.pid), "argv": list(argv),
+            "owner": os.getpid(), "owner_start": _start_time(os.getpid()),
+            "dirs": [os.path.abspath(x) for x in dirs]}))
+        return path
+    except OSError as exc:
+        log.debug("cannot record server %s: %s", proc.pid, exc)
+        return None
+
+
+def _alive(pid: Any, start: Any) -> bool:
+    return isinstance(pid, int) and pid > 0 and start is not None and _start_time(pid) == start
+
+
+def _safe_dir(path: str) -> bool:
+    """Only diskkit's own private directories are ever removed by cleanup."""
+    name = os.path.basename(path.rstrip("/"))
+    parent = os.path.dirname(os.path.abspath(path))
+    return name.startswith("diskkit-") and parent in (tempfile.gettempdir(), "/tmp",
+                                                       str(run_root()))
+
+
+def reap_servers() -> list[dict[str, Any]]:
+    """End the servers a crashed diskkit left (its pid gone, the server's still there, both
+    checked by start time so a reused pid is never touched) and remove their private
+    directories. Returns one dict per record handled: pid, argv (program only), killed,
+    removed directories."""
+    d = run_root() / "servers"
+    out: list[dict[str, Any]] = []
+    if not d.is_dir():
+        return out
+    for rec in sorted(d.glob("*.json")):
+        try:
+            info = json.loads(rec.read_text())
+        except (OSError, ValueError):
+            info = {}
+        if _alive(info.get("owner"), info.get("owner_start")):
+            continue  # its diskkit still runs and will end it
+        killed = False
+        pid = info.get("pid")
+        if _alive(pid, info.get("start")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while _start_time(pid) is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            killed = True
+        removed = []
+        for path in info.get("dirs", []):
+            if isinstance(path, str) and _safe_dir(path) and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        with contextlib.suppress(OSError):
+            rec.unlink()
+        argv = info.get("argv") or ["?"]
+        out.append({"pid": pid, "program": str(argv[0]), "killed": killed, "removed": removed})
+    with contextlib.suppress(OSError):
+        d.rmdir()
+    return out
+
+
 def _fmt(argv: Sequence[str]) -> str:
     return shlex.join(str(a) for a in argv)
 
@@ -131,6 +272,7 @@ def run(
             env=full_env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_child_setup(),  # prctl only: no lock taken
         )
     except FileNotFoundError as exc:
         raise _missing(argv[0]) from exc
@@ -186,11 +328,15 @@ def spawn(
     stdout: int | None = subprocess.DEVNULL,
     stderr: int | None = subprocess.PIPE,
     cwd: str | None = None,
+    dirs: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a long-running program (a server) for the duration of a ``with`` block.
 
     The process runs in its own session; on every exit from the block (Ctrl-C included) its
-    whole process group is terminated and reaped, so no server outlives its user.
+    whole process group is terminated and reaped, so no server outlives its user. If diskkit
+    itself dies (even by SIGKILL), the kernel kills the child (PR_SET_PDEATHSIG), and the
+    server is written down in the run directory with its private ``dirs`` so
+    :func:`reap_servers` (``diskkit cleanup``) can remove what is left.
     """
     argv = [str(a) for a in argv]
     exe = require(argv[0]) if os.sep not in argv[0] else argv[0]
@@ -208,13 +354,20 @@ def spawn(
             env=full_env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_child_setup(),  # prctl only: no lock taken
         )
     except FileNotFoundError as exc:
         raise _missing(argv[0]) from exc
+    record = _record_server(proc, argv, dirs)
     try:
         yield proc
     finally:
         _kill_group(proc)
+        if record is not None:
+            with contextlib.suppress(OSError):
+                record.unlink()
+            with contextlib.suppress(OSError):
+                record.parent.rmdir()  # only when no other server is recorded
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()

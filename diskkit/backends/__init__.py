@@ -89,6 +89,13 @@ def cleanup(everything: bool = False) -> list[dict[str, Any]]:
                             "error": f"{exc.code}: {exc.message}"})
             continue
         cleaned.append({"run": run.id, "mountpoint": mp, "undone": list(reversed(steps))})
+    # Servers (qemu-nbd...) a crashed diskkit left, and their private directories.
+    from diskkit.runner import reap_servers
+
+    for srv in reap_servers():
+        undone = ([f"killed {srv['program']} (pid {srv['pid']})"] if srv["killed"] else []) + \
+            [f"removed {d}" for d in srv["removed"]]
+        cleaned.append({"run": f"server {srv['pid']}", "mountpoint": None, "undone": undone})
     return cleaned
 
 

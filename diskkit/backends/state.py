@@ -25,13 +25,10 @@ from diskkit.errors import HostError, UserError
 
 def run_root() -> pathlib.Path:
     """Where run directories live: ``$DISKKIT_RUN_DIR``, else /run/diskkit (root) or a
-    per-user directory under /tmp."""
-    env = os.environ.get("DISKKIT_RUN_DIR")
-    if env:
-        return pathlib.Path(env)
-    if os.geteuid() == 0:
-        return pathlib.Path("/run/diskkit")
-    return pathlib.Path(f"/tmp/diskkit-{os.geteuid()}")
+    per-user directory under /tmp (:func:`diskkit.runner.run_root`)."""
+    from diskkit.runner import run_root as root
+
+    return root()
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -277,7 +277,8 @@ class QemuNbdReader(_NbdReader):
         log = server.stack.enter_context(open(log_path, "wb"))  # noqa: SIM115 (stack closes it)
         argv = ["qemu-nbd", "--read-only", "--persistent", "-f", self.format,
                 "-k", self._socket, "json:" + json.dumps(spec)]
-        proc = server.stack.enter_context(spawn(argv, stderr=log.fileno()))
+        proc = server.stack.enter_context(spawn(argv, stderr=log.fileno(),
+                                                dirs=[server.tmpdir]))
         server.proc = proc
         deadline = time.monotonic() + timeout
         while not os.path.exists(self._socket):

@@ -1,0 +1,144 @@
+"""Helper processes die with diskkit: ``info``/``diagnose`` on VHDX, VMDK, VDI and VHD images
+(read through a private qemu-nbd) killed by SIGTERM or SIGKILL while qemu-nbd runs leave no
+qemu-nbd (checked in /proc), and ``diskkit cleanup`` removes the server's directory.
+The command of ``run`` is ended with diskkit too."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from tests.helpers import create
+
+FORMATS = {"vhdx": "vhdx", "vmdk": "vmdk", "vdi": "vdi", "vhd": "vpc"}
+
+
+def _procs_with(needle: str, program: str) -> list[int]:
+    """Pids whose command line names ``program`` and contains ``needle``."""
+    out = []
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(f"{d}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+            with open(f"{d}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and program in cmd and needle in cmd:
+            out.append(int(os.path.basename(d)))
+    return out
+
+
+def _nbd_dirs() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "diskkit-nbd-*")))
+
+
+def _wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["TERM", "KILL"])
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("command", ["info", "diagnose"])
+def test_no_qemu_nbd_survives(tmp_path: pathlib.Path, fmt: str, sig: int, command: str) -> None:
+    img = create(tmp_path / f"disk.{fmt}", FORMATS[fmt], "64M")
+    env = {**os.environ, "DISKKIT_RUN_DIR": str(tmp_path / "run")}
+    before = _nbd_dirs()
+    for _attempt in range(8):  # a quick run may finish before the poll sees qemu-nbd
+        proc = subprocess.Popen([sys.executable, "-m", "diskkit", command, str(img), "--json"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        try:
+            seen = _wait(lambda p=proc: bool(_procs_with(str(img), "qemu-nbd")) or
+                         p.poll() is not None, 60)
+            if proc.poll() is None and seen:
+                proc.send_signal(sig)
+                proc.wait(timeout=30)
+                break
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    else:
+        pytest.fail("diskkit never ran long enough to be killed while qemu-nbd ran")
+    assert _wait(lambda: not _procs_with(str(img), "qemu-nbd"), 10), \
+        f"qemu-nbd outlived diskkit: {_procs_with(str(img), 'qemu-nbd')}"
+    res = subprocess.run([sys.executable, "-m", "diskkit", "cleanup"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    assert _nbd_dirs() - before == set()
+    assert not (tmp_path / "run" / "servers").exists()
+
+
+def test_cleanup_kills_a_server_whose_diskkit_died(tmp_path: pathlib.Path) -> None:
+    """A server that survived (PR_SET_PDEATHSIG cannot act when the spawning thread is not the
+    main one, or on a foreign kernel): ``diskkit cleanup`` ends it by its record."""
+    run_dir = tmp_path / "run"
+    keep = tempfile.mkdtemp(prefix="diskkit-nbd-")
+    code = (
+        "import os, sys, threading\n"
+        "from diskkit.runner import spawn\n"
+        "kept = []\n"
+        "def work():\n"
+        "    cm = spawn(['sleep', '300'], dirs=[sys.argv[1]])\n"
+        "    kept.append(cm)\n"
+        "    p = cm.__enter__()\n"
+        "    print(p.pid, flush=True)\n"
+        "t = threading.Thread(target=work); t.start(); t.join()\n"
+        "os._exit(0)\n"  # dies without undoing anything, like a crash
+    )
+    env = {**os.environ, "DISKKIT_RUN_DIR": str(run_dir)}
+    out = subprocess.run([sys.executable, "-c", code, keep], env=env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    pid = int(out.split()[0])
+    try:
+        assert os.path.exists(f"/proc/{pid}")  # it did survive its diskkit
+        res = subprocess.run([sys.executable, "-m", "diskkit", "cleanup", "--json"], env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode == 0, res.stderr
+        assert _wait(lambda: not _procs_with("300", "sleep") or
+                     not os.path.exists(f"/proc/{pid}"), 10)
+        assert not os.path.isdir(keep)
+    finally:
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+        if os.path.isdir(keep):
+            os.rmdir(keep)
+
+
+def test_pdeathsig_ends_the_child_of_a_killed_diskkit(tmp_path: pathlib.Path) -> None:
+    """The command of ``run`` (and any spawned helper) gets SIGKILL when diskkit is killed."""
+    marker = f"dk-pdeath-{os.getpid()}-{time.monotonic_ns()}"
+    code = (
+        "import sys, time\n"
+        "from diskkit.runner import spawn\n"
+        f"with spawn(['sh', '-c', 'exec -a {marker} sleep 300']) as p:\n"
+        "    print(p.pid, flush=True)\n"
+        "    time.sleep(300)\n"
+    )
+    env = {**os.environ, "DISKKIT_RUN_DIR": str(tmp_path / "run")}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        pid = int(proc.stdout.readline())  # type: ignore[union-attr]
+        assert _wait(lambda: bool(_procs_with(marker, marker)), 10)
+        proc.kill()
+        proc.wait(timeout=10)
+        assert _wait(lambda: not os.path.exists(f"/proc/{pid}") or
+                     not _procs_with(marker, marker), 10)
+    finally:
+        proc.stdout.close()  # type: ignore[union-attr]
+        for p in _procs_with(marker, marker):
+            os.kill(p, signal.SIGKILL)
