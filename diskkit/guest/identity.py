@@ -36,6 +36,8 @@ class Identity:
     codename: str | None = None
     id_like: tuple[str, ...] = ()
     osinfo: str | None = None
+    #: os-release's PRETTY_NAME (product_name follows libguestfs, which differs for Debian).
+    pretty_name: str | None = None
     #: Field name -> where it was read.
     evidence: dict[str, Source] = field(default_factory=dict, hash=False, compare=False)
 
@@ -128,7 +130,7 @@ def _legacy(fs: GuestFS) -> Identity | None:
                 minor = int(pm.group(1)) if pm else 0
         ev = {k: src for k in ("distro", "version", "product_name")}
         return Identity(distro, first, major, minor, f"{major}.{minor}", None, (),
-                        osinfo_id(distro, major, minor, first), ev)
+                        osinfo_id(distro, major, minor, first), first, ev)
     return None
 
 
@@ -165,15 +167,19 @@ def read_identity(fs: GuestFS) -> Identity:
         like = tuple(kv.get("ID_LIKE", ("", 0))[0].split())
         if ident == "centos" and "stream" in (kv.get("NAME", ("", 0))[0] or "").lower():
             product = product or "CentOS Stream"
-        if distro == "debian" and not vid:
-            # testing/sid have no VERSION_ID: /etc/debian_version says "trixie/sid"
+        pretty = kv["PRETTY_NAME"][0] if "PRETTY_NAME" in kv else None
+        if distro == "debian":
+            # As libguestfs does: a point release in /etc/debian_version ("12.15") gives the
+            # minor version and the product name; testing/sid ("trixie/sid") keeps os-release
             dv = read_text(fs, "/etc/debian_version", RELEASE_LIMIT)
-            if dv and dv.strip():
-                major, minor = parse_version(dv.strip())
-                if major:
-                    ev["version"] = Source("/etc/debian_version", 1, dv.strip().splitlines()[0])
+            first = dv.strip().splitlines()[0].strip() if dv and dv.strip() else ""
+            if re.fullmatch(r"\d+\.\d+", first):
+                major, minor = parse_version(first)
+                product = first
+                src_dv = Source("/etc/debian_version", 1, first)
+                ev["version"] = ev["product_name"] = src_dv
         return Identity(distro, product, major, minor, vid, codename, like,
-                        osinfo_id(distro, major, minor, product), ev)
+                        osinfo_id(distro, major, minor, product), pretty, ev)
     return _legacy(fs) or Identity()
 
 

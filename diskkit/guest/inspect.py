@@ -103,6 +103,8 @@ class OSRoot:
     codename: str | None = None
     osinfo: str | None = None
     hostname: str | None = None
+    #: os-release's PRETTY_NAME ("Debian GNU/Linux 12 (bookworm)"); Windows: ProductName.
+    pretty_name: str | None = None
     arch: str | None = None
     packages: packages.Packages = field(default_factory=packages.Packages)
     kernels: tuple[kernels.Kernel, ...] = ()
@@ -124,7 +126,7 @@ class OSRoot:
             "type": self.type, "distro": self.distro, "product_name": self.product_name,
             "major_version": self.major, "minor_version": self.minor,
             "version_id": self.version_id, "codename": self.codename, "osinfo": self.osinfo,
-            "hostname": self.hostname, "arch": self.arch,
+            "hostname": self.hostname, "pretty_name": self.pretty_name, "arch": self.arch,
             "packages": self.packages.to_dict(),
             "kernels": [k.to_dict() for k in self.kernels],
             "boot": self.boot.to_dict() if self.boot else None,
@@ -274,10 +276,11 @@ def inspect_root(fs: GuestFS, *, location: str = "tree", layout: Layout | None =
               if k in ("product_name", "major", "hostname", "arch")}
         if "major" in ev:
             ev["version"] = ev.pop("major")
-        return OSRoot(location, fstype, uuid, "windows", "windows", w.product_name, w.major,
-                      w.minor, f"{w.major}.{w.minor}" if w.major else None, None, w.osinfo,
-                      w.hostname, w.arch, packages.Packages(), (), None, (), {}, None, None,
-                      None, w, ev, w.problems)
+        return OSRoot(location, fstype, uuid, "windows", distro="windows",
+                      product_name=w.product_name, major=w.major, minor=w.minor,
+                      version_id=f"{w.major}.{w.minor}" if w.major else None, osinfo=w.osinfo,
+                      hostname=w.hostname, pretty_name=w.product_name, arch=w.arch,
+                      windows=w, evidence=ev, notes=w.problems)
     if not is_linux_root(fs):
         return None
     fstab = read_fstab(fs, layout)
@@ -306,7 +309,7 @@ def inspect_root(fs: GuestFS, *, location: str = "tree", layout: Layout | None =
         ev["cmdline"] = csrc
     return OSRoot(location, fstype, uuid, "linux", ident.distro, ident.product_name,
                   ident.major, ident.minor, ident.version_id, ident.codename, ident.osinfo,
-                  hostname, arch, pk, ks, boot, fstab, mountpoints,
+                  hostname, ident.pretty_name, arch, pk, ks, boot, fstab, mountpoints,
                   read_initramfs_config(view), cf, cloud.serial_console(cmdline), None, ev)
 
 

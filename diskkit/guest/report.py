@@ -14,8 +14,8 @@ def root_lines(r: OSRoot) -> list[str]:
     """Lines describing one root (the first is the headline)."""
     version = f"{r.major}.{r.minor}" if r.major else (r.version_id or "?")
     head = f"{r.location} ({r.fstype}): {r.type} {r.distro} {version}"
-    if r.product_name:
-        head += f" ({r.product_name})"
+    if r.pretty_name or r.product_name:
+        head += f" ({r.pretty_name or r.product_name})"
     lines = [head]
     facts = [f"arch {r.arch or '?'}", f"hostname {r.hostname or '?'}"]
     if r.osinfo:

@@ -72,7 +72,12 @@ def test_debian_tree_facts(tmp_path: pathlib.Path) -> None:
     osr = _sh_os_release(root / "etc/os-release")
     assert r.type == "linux" and r.distro == osr["ID"]
     assert r.version_id == osr["VERSION_ID"] and r.major == int(osr["VERSION_ID"].split(".")[0])
-    assert r.product_name == osr["PRETTY_NAME"]
+    assert r.pretty_name == osr["PRETTY_NAME"]
+    # as libguestfs: Debian's point release (/etc/debian_version) is the minor version and
+    # the product name
+    point = (root / "etc/debian_version").read_text().strip()
+    assert r.product_name == point and f"{r.major}.{r.minor}" == point
+    assert r.evidence["version"].path == "/etc/debian_version"
     assert r.evidence["distro"].path == "/etc/os-release"
     assert r.evidence["distro"].text == f"ID={osr['ID']}"
     assert r.hostname == "web-01" and r.evidence["hostname"].line == 1
