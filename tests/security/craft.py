@@ -122,6 +122,8 @@ def grub_zero_payload(path: pathlib.Path, core_sectors: int = 800) -> pathlib.Pa
     boot = (GRUB_PC / "boot.img").read_bytes()
     buf[0:440] = boot[:440]
     struct.pack_into("<Q", buf, 0x5C, 1)  # kernel sector: 1
+    struct.pack_into("<B3sB3sII", buf, 446, 0x80, b"\0\0\0", 0x83, b"\0\0\0", 2048,
+                     size // 512 - 2048)
     buf[510:512] = b"\x55\xaa"
     diskboot = bytearray((GRUB_PC / "diskboot.img").read_bytes()[:512])
     struct.pack_into("<QHH", diskboot, 0x1F4, 2, core_sectors, 0x820)
