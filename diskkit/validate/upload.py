@@ -127,8 +127,18 @@ def compare(up: Upload) -> list[dict[str, Any]]:
                     "why": "diskkit is stricter: " + ", ".join(blockers) + " (see findings)"})
     elif not g.accepts and not blockers:
         out.append({"what": "verdict", "diskkit": "safe", "oslo": "refused",
-                    "why": "Glance refuses what diskkit passed: " + g.reason})
+                    "why": _HYBRID_ISO if _hybrid_iso(g) else
+                    "Glance refuses what diskkit passed: " + g.reason})
     return out
+
+
+_HYBRID_ISO = ("a hybrid ISO: its MBR matches oslo.utils' gpt inspector and its volume "
+               "descriptor the iso one; oslo refuses any file two inspectors match, so Glance "
+               "and Nova refuse it (diskkit reads it as the ISO it is)")
+
+
+def _hybrid_iso(g: GlanceVerdict) -> bool:
+    return "Multiple formats" in g.reason and "iso" in g.reason and "gpt" in g.reason
 
 
 def glance_finding(g: GlanceVerdict) -> Finding:
@@ -138,6 +148,9 @@ def glance_finding(g: GlanceVerdict) -> Finding:
                    f"Glance/Nova refuse this upload as disk_format {g.disk_format}: {g.reason}",
                    (Evidence(f"oslo.utils {g.oslo_version} detects "
                              f"{g.oslo_format or 'nothing'}", None, None),),
+                   "rebuild the ISO without the hybrid MBR (xorriso -as mkisofs without "
+                   "-isohybrid-mbr / --grub2-mbr) to upload it as disk_format iso"
+                   if _hybrid_iso(g) else
                    "fix what the other findings name; if none does, see the reason above",
                    {"oslo_format": g.oslo_format, "safety_failures": g.failures})
 

@@ -376,3 +376,25 @@ def test_gzip_oslo_calls_raw(tmp_path: pathlib.Path) -> None:
     kinds = {x["what"]: x for x in up.differences}
     assert kinds["format"]["diskkit"] == "gzip" and kinds["format"]["oslo"] == "raw"
     assert kinds["verdict"]["diskkit"] == "blocked"
+
+
+def test_hybrid_iso_is_refused_as_glance_does(tmp_path: pathlib.Path) -> None:
+    """An isohybrid ISO (syslinux MBR): oslo's iso and gpt inspectors both match, so OpenStack
+    refuses it; diskkit reads it as an ISO, says why they differ, and check blocks it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy("/usr/lib/ISOLINUX/isolinux.bin", src / "isolinux.bin")
+    iso = tmp_path / "hybrid.iso"
+    run(["xorriso", "-as", "mkisofs", "-quiet", "-isohybrid-mbr",
+         "/usr/lib/ISOLINUX/isohdpfx.bin", "-c", "boot.cat", "-b", "isolinux.bin",
+         "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-o", str(iso), str(src)],
+        timeout=120)
+    assert oslo_verdict(iso, "iso") == (False, "detection")
+    with FileReader(str(iso)) as r:
+        up = check_upload(r, str(iso), "iso")
+    assert up.detection is not None and up.detection.format == "iso"
+    assert up.glance is not None and not up.glance.accepts and not up.safe
+    diff = next(x for x in up.differences if x["what"] == "verdict")
+    assert "hybrid ISO" in diff["why"]
+    f = next(x for x in up.findings if x.code == "glance-refuses")
+    assert "isohybrid" in (f.fix or "")
