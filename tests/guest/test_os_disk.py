@@ -106,6 +106,10 @@ def test_debian_disk_raw(debian_disk: pathlib.Path) -> None:
     assert fst["/tmp"].kind == "virtual" and fst["/tmp"].resolved
     assert fst["/x"].kind == "by-id" and not fst["/x"].resolved
     assert fst["/data"].source.line == 4
+    from tests.guest.test_os_debian import assert_fstab_equals_findmnt
+
+    fstab = debian_disk.parent / "root/etc/fstab"
+    assert_fstab_equals_findmnt(fstab, r)
     # /boot is its own filesystem: kernels and grub.cfg are read from partition 1
     kver = host_kernel()
     assert [k.version for k in r.kernels] == [kver]
