@@ -1,5 +1,5 @@
-"""The guest-visible disk of a target (:func:`open_disk`) and the one report about an image
-that ``diskkit info`` prints (:func:`inspect_target`).
+"""Opening a target: its stored bytes (:func:`open_container`) and its guest-visible disk
+(:func:`open_disk`, :func:`disk_from`). The report built on them is :mod:`diskkit.pipeline`.
 
 ``open_disk`` never hands qemu an image it has not checked: it detects the format (or takes
 the one given), runs every safety check, and refuses (``ImageError`` listing the finding
@@ -9,16 +9,36 @@ codes) unless the caller passes ``allow_unsafe``. qemu is always told the format
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from diskkit.errors import HostError, ImageError, UserError
+from diskkit.errors import ImageError, UserError
 from diskkit.findings import Finding
 from diskkit.formats import registry, safety
 from diskkit.formats.detect import Detection, detect
 from diskkit.formats.registry import ReadVia
 from diskkit.readers.base import Reader, SliceReader
-from diskkit.target import Target, load, open_container, parse_target
+from diskkit.target import Target, load, parse_target
+
+#: kind -> (dotted path of the container reader class, Debian package that provides it).
+#: Readers are loaded lazily: a host without python3-rbd still inspects local files and gets
+#: one clear line for ``rbd:``.
+_CONTAINER_READERS: dict[str, tuple[str, str]] = {
+    "file": ("diskkit.readers.raw:FileReader", "python3"),
+    "nbd": ("diskkit.readers.nbd:NbdUriReader", "python3-libnbd"),
+    "rbd": ("diskkit.readers.rbd:RbdReader", "python3-rbd python3-rados"),
+}
+
+
+def open_container(target: Target | str) -> Reader:
+    """A reader over the target's stored bytes (no format interpretation)."""
+    t = _target(target)
+    if t.kind == "rbd" and not t.image:
+        raise UserError(f"{t.spec}: names a pool, not an image", code="bad-uri",
+                        hint="write rbd:POOL/IMAGE (a whole pool is for `diskkit scan`)")
+    dotted, package = _CONTAINER_READERS[t.kind]
+    cls = load(dotted, package)
+    if t.kind == "file":
+        return cls(t.path)  # type: ignore[no-any-return]
+    return cls(t)  # type: ignore[no-any-return]
 
 
 def _target(target: str | Target) -> Target:
@@ -115,107 +135,3 @@ def disk_from(container: Reader, target: Target, detection: Detection, fmt: str 
     if bad and not allow_unsafe:
         raise _refuse(target, bad)
     return _open_format(container, target, chosen, detection, allow_backing)
-
-
-@dataclass
-class ImageReport:
-    """Everything ``diskkit info`` says about one image (docs/json.md, ``info``)."""
-
-    target: str
-    detection: Detection
-    actual_size: int | None
-    findings: list[Finding]
-    #: Extra sections (partition_table, partitions, filesystems, lvm, boot...), by name.
-    sections: dict[str, Any] = field(default_factory=dict)
-    #: The Layout and BootInfo objects behind those sections, when the disk was read.
-    layout: Any = None
-    boot: Any = None
-
-    @property
-    def format(self) -> str:
-        """The detected (primary) format."""
-        return self.detection.format
-
-    @property
-    def safe(self) -> bool:
-        """True when no finding blocks."""
-        return not any(f.blocking for f in self.findings)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        d = self.detection
-        out: dict[str, Any] = {
-            "target": self.target, "format": d.format,
-            "formats_matched": list(d.formats_matched), "virtual_size": d.virtual_size,
-            "actual_size": self.actual_size, "file_size": d.size, "safe": self.safe,
-            "findings": [f.to_dict() for f in self.findings],
-            "details": d.details, "partition_table_signature": d.partition_table,
-        }
-        if d.format == "qcow2":
-            out["backing_file"] = d.details.get("backing_file")
-            out["data_file"] = d.details.get("data_file")
-        if d.format == "iso":
-            out["volume_size"] = d.details.get("volume_size")
-        out.update(self.sections)
-        return out
-
-
-def describe_disk(report: ImageReport, disk: Reader) -> None:
-    """Add what is on the guest-visible ``disk`` to ``report``: the layout (partition_table,
-    partitions, filesystems, lvm) and how it boots (boot), with their findings. A part that
-    cannot be read records ``{"error": ..., "code": ...}`` instead of failing the report."""
-    from diskkit.boot import inspect_boot
-    from diskkit.layout.inspect import inspect_layout
-
-    try:
-        report.layout = inspect_layout(disk)
-    except (ImageError, HostError) as exc:
-        report.sections["layout_error"] = {"error": str(exc), "code": exc.code}
-        return
-    report.sections.update(report.layout.to_dict())
-    report.findings.extend(report.layout.findings)
-    try:
-        report.boot = inspect_boot(disk, report.layout)
-    except (ImageError, HostError) as exc:
-        report.sections["boot"] = {"error": str(exc), "code": exc.code}
-        return
-    report.sections["boot"] = report.boot.to_dict()
-    report.findings.extend(report.boot.findings)
-
-
-def inspect_target(target: str | Target, fmt: str | None = None, *,
-                   declared_format: str | None = None,
-                   allow_backing: bool = False, sections: bool = True) -> ImageReport:
-    """Detect, check and describe ``target``: the report ``diskkit info``/``check`` print.
-
-    The target is opened and detected once. ``fmt`` forces the format the disk is read as;
-    ``declared_format`` adds the ``disk-format-mismatch`` check; ``sections=False`` skips
-    what is on the disk (``check``). The disk is described only when it is safe to open.
-    """
-    t = _target(target)
-    reader = open_container(t)
-    try:
-        detection = detect(reader)
-        actual = getattr(reader, "allocated", None)
-        rbd_section, rbd_findings = None, []
-        if t.kind == "rbd":  # image facts, clone chain and the raw-ness checks (issue 6)
-            from diskkit.rbd.chain import rbd_facts
-
-            rbd_section, rbd_findings = rbd_facts(reader, detection)  # type: ignore[arg-type]
-        findings = list(detection.findings) + rbd_findings
-        if declared_format is not None:
-            findings += safety.check_declared(detection, declared_format)
-        report = ImageReport(t.display, detection, actual, findings)
-        if rbd_section is not None:
-            report.sections["rbd"] = rbd_section
-        if sections and not safety.blocking(findings, allow_backing=allow_backing) and \
-                registry.get(detection.format).read not in (ReadVia.UNPACK, ReadVia.REFUSE):
-            try:
-                reader = disk_from(reader, t, detection, fmt, allow_backing=allow_backing)
-            except (ImageError, HostError) as exc:
-                report.sections["layout_error"] = {"error": str(exc), "code": exc.code}
-            else:
-                describe_disk(report, reader)
-    finally:
-        reader.close()
-    return report

@@ -10,18 +10,13 @@ SeaBIOS runs, but a Linux guest hangs before printing anything. The verdict is c
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import json
 import os
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 
-from diskkit.runner import spawn, which
+from diskkit.backends.kvm import PROBE_SECONDS, kvm_usable
+from diskkit.runner import which
 
-PROBE_SECONDS = 8.0
-
+__all__ = ["PROBE_SECONDS", "Check", "check_host", "kvm_usable"]
 
 @dataclass(frozen=True)
 class Check:
@@ -38,57 +33,6 @@ class Check:
     def to_dict(self) -> dict[str, object]:
         """JSON form (docs/json.md, ``diskkit doctor --json``)."""
         return asdict(self)
-
-
-def _kernel() -> str | None:
-    found = sorted(glob.glob("/boot/vmlinuz-*"))
-    return found[-1] if found else None
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def kvm_usable(refresh: bool = False) -> bool | None:
-    """True when a Linux guest runs under KVM here, False when it hangs or KVM is absent,
-    None when it cannot be told (no qemu, no kernel image)."""
-    from diskkit.backends.state import run_root
-
-    if not os.path.exists("/dev/kvm") or not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False
-    cache = run_root() / "kvm-probe.json"
-    if not refresh:
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            data = json.loads(cache.read_text())
-            if data["boot_id"] == _boot_id():
-                return data["usable"]
-    kernel = _kernel()
-    if kernel is None or which("qemu-system-x86_64") is None or not os.access(kernel, os.R_OK):
-        return None
-    with tempfile.TemporaryDirectory(prefix="diskkit-kvm-") as tmp:
-        log = os.path.join(tmp, "serial.log")
-        argv = ["qemu-system-x86_64", "-accel", "kvm", "-m", "256", "-display", "none",
-                "-no-reboot", "-monitor", "none", "-kernel", kernel,
-                "-append", "console=ttyS0 panic=-1", "-serial", f"file:{log}"]
-        usable = False
-        with spawn(argv) as proc:
-            deadline = time.monotonic() + PROBE_SECONDS
-            while time.monotonic() < deadline:
-                with contextlib.suppress(OSError), open(log, "rb") as f:
-                    if b"Linux version" in f.read():
-                        usable = True
-                        break
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-    with contextlib.suppress(OSError):
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"boot_id": _boot_id(), "usable": usable}))
-    return usable
 
 
 def _module(name: str, present: str, needed_for: str, fix: str) -> Check:

@@ -4,12 +4,8 @@ A target is a local path (file or block device), an NBD URI (``nbd://host[:port]
 ``nbd+unix:///export?socket=PATH``) or a Ceph RBD spec in qemu's spelling
 (``rbd:POOL[/NAMESPACE]/IMAGE[@SNAP][:conf=PATH][:id=USER][:keyring=PATH]``).
 
-Two readers can be had for a target:
-- :func:`open_container`: the bytes as stored (what format detection looks at);
-- :func:`open_disk`: the guest-visible disk, through the reader for its format.
-
-Backends are found by kind in a lazy registry (a dotted path and the package to install), so a
-host without python3-rbd can still inspect local files and gets one clear line for ``rbd:``.
+Foundation layer: parsing only. Opening a target is :mod:`diskkit.disk` (readers level), so
+the readers that need a :class:`Target` never import what loads them.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from diskkit.errors import HostError, UserError
-from diskkit.readers.base import Reader
 
 
 @dataclass(frozen=True)
@@ -118,14 +113,6 @@ def parse_target(spec: str) -> Target:
     return Target(spec=spec, kind="file", path=spec)
 
 
-#: kind -> (dotted path of the container reader class, Debian package that provides it)
-_CONTAINER_READERS: dict[str, tuple[str, str]] = {
-    "file": ("diskkit.readers.raw:FileReader", "python3"),
-    "nbd": ("diskkit.readers.nbd:NbdUriReader", "python3-libnbd"),
-    "rbd": ("diskkit.readers.rbd:RbdReader", "python3-rbd python3-rados"),
-}
-
-
 def load(dotted: str, package: str) -> Any:
     """Import ``module:attr``; a missing binding becomes a :class:`HostError` with the fix."""
     module_name, attr = dotted.split(":")
@@ -138,17 +125,3 @@ def load(dotted: str, package: str) -> Any:
             hint=f"install it: apt-get install {package}",
         ) from None
     return getattr(module, attr)
-
-
-def open_container(target: Target | str) -> Reader:
-    """A reader over the target's stored bytes (no format interpretation)."""
-    if isinstance(target, str):
-        target = parse_target(target)
-    if target.kind == "rbd" and not target.image:
-        raise UserError(f"{target.spec}: names a pool, not an image", code="bad-uri",
-                        hint="write rbd:POOL/IMAGE (a whole pool is for `diskkit scan`)")
-    dotted, package = _CONTAINER_READERS[target.kind]
-    cls = load(dotted, package)
-    if target.kind == "file":
-        return cls(target.path)
-    return cls(target)

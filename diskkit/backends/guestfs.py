@@ -40,7 +40,7 @@ def use_tcg() -> bool:
         return True
     if os.environ.get("DISKKIT_GUESTFS_TCG") == "1":
         return True
-    from diskkit.doctor import kvm_usable
+    from diskkit.backends.kvm import kvm_usable
 
     return kvm_usable() is not True
 

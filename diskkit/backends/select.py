@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from diskkit.errors import HostError, UserError
 from diskkit.formats import registry
 from diskkit.target import Target
+
+if TYPE_CHECKING:
+    from diskkit.pipeline import Inspection
 
 BACKENDS = ("auto", "loop", "nbd", "guestfs")
 
@@ -65,10 +69,8 @@ def _piece(fs, mountpoint: str = "/") -> Piece:  # type: ignore[no-untyped-def]
 def plan(target: str, *, partition: int | None = None, lv: str | None = None,
          os_root: bool = False, backend: str = "auto") -> Plan:
     """Check the image and the selection, and choose the backend (see the module docstring)."""
-    from diskkit.disk import open_disk
-    from diskkit.formats.detect import detect
-    from diskkit.layout import inspect_layout
-    from diskkit.target import open_container, parse_target
+    from diskkit.pipeline import Inspection
+    from diskkit.target import parse_target
 
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}", code="bad-option",
@@ -78,8 +80,14 @@ def plan(target: str, *, partition: int | None = None, lv: str | None = None,
     t = parse_target(target)
     if t.kind != "file":
         _check_remote(t, backend)
-    with open_container(t) as container:  # RbdReader / NbdUriReader for remote targets
-        fmt = detect(container).format
+    with Inspection(t) as insp:  # opened once: RbdReader / NbdUriReader for remote targets
+        return _plan(insp, target, t, partition=partition, lv=lv, os_root=os_root,
+                     backend=backend)
+
+
+def _plan(insp: Inspection, target: str, t: Target, *, partition: int | None, lv: str | None,
+          os_root: bool, backend: str) -> Plan:
+    fmt = insp.detection.format
     info = registry.get(fmt)
     if t.kind != "file" and not info.raw_bytes and info.kind is not registry.Kind.ENCRYPTED:
         # qemu exports the stored bytes as they are: anything but a raw disk would be garbage.
@@ -90,8 +98,10 @@ def plan(target: str, *, partition: int | None = None, lv: str | None = None,
     if info.kind is registry.Kind.ENCRYPTED:
         raise UserError(f"{target} is LUKS-encrypted; diskkit does not unlock volumes",
                         code="encrypted", hint="unlock it yourself (cryptsetup open --readonly)")
-    with open_disk(t) as disk:  # refuses unsafe images (backing files, hostile headers...)
-        layout = inspect_layout(disk)
+    layout = insp.layout  # the disk refuses unsafe images (backing files, hostile headers...)
+    if layout is None:
+        raise insp.error("layout") or UserError(f"{target}: cannot read its layout",
+                                                code="bad-format")
     if not info.is_disk or info.qemu is None:
         raise UserError(f"{target}: cannot mount a {fmt} image", code="bad-format")
     mountable = [f for f in layout.filesystems

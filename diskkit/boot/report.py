@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
-
-from diskkit.cli.output import human_size
+from diskkit.units import human_size
 
 
 def boot_lines(boot: dict[str, Any]) -> list[str]:
@@ -51,9 +49,3 @@ def boot_lines(boot: dict[str, Any]) -> list[str]:
     if bbp:
         lines.append(f"  BIOS boot partition: partition {bbp['number']}")
     return lines
-
-
-def print_boot(boot: dict[str, Any], console: Console) -> None:
-    """Print :func:`boot_lines`."""
-    for line in boot_lines(boot):
-        console.print(line, markup=False, highlight=False)

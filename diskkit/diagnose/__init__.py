@@ -3,8 +3,8 @@
 :func:`diagnose` judges the bytes as the firmware will see them: the target opened with the
 format the hypervisor uses (``fmt``; a Ceph volume is always raw), under the firmware
 (``bios``, ``uefi``, or ``auto``: BIOS, the default of Nova/libvirt unless the image says
-hw_firmware_type=uefi), attached as a ``disk`` or a ``cdrom``. :func:`verify` boots it with
-:func:`diskkit.boottest.boot_test` and says whether prediction and firmware agree.
+hw_firmware_type=uefi), attached as a ``disk`` or a ``cdrom``. ``diagnose --verify``, which
+also boots the target, is the service :func:`diskkit.verify.verify`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from diskkit.diagnose.facts import Facts, gather
 from diskkit.diagnose.model import Diagnosis
 from diskkit.errors import UserError
 from diskkit.findings import Finding
-from diskkit.target import Target, open_container, parse_target
+from diskkit.pipeline import Inspection
+from diskkit.target import Target, parse_target
 
-__all__ = ["Diagnosis", "Verification", "diagnose", "verify"]
+__all__ = ["Diagnosis", "Verification", "agreement", "diagnose"]
 
 
 def _order(cause: list[Finding], facts: Facts) -> tuple[Finding, ...]:
@@ -54,8 +55,8 @@ def diagnose(target: str | Target, fmt: str | None = None, *, firmware: str = "a
     started = time.monotonic()
     t = parse_target(target) if isinstance(target, str) else target
     fw = "bios" if firmware == "auto" else firmware
-    with open_container(t) as container:
-        facts = gather(t, container, fmt)
+    with Inspection(t, fmt, hypervisor=True) as insp:
+        facts = gather(insp)
     will_boot, reason, cause = judge(facts, fw, media)
     if facts.format not in ("raw", "iso") and facts.format != facts.detection.format:
         will_boot, reason = False, facts.problem or reason
@@ -89,16 +90,3 @@ def agreement(will_boot: bool | None, booted: bool | None) -> bool | None:
     if will_boot is None or booted is None:
         return None
     return will_boot == booted
-
-
-def verify(target: str, fmt: str | None = None, *, firmware: str = "auto",
-           media: str = "disk", timeout: float = 60.0, screenshot: str | None = None,
-           ) -> Verification:
-    """Diagnose, then boot the target the same way and compare."""
-    from diskkit.boottest import boot_test
-
-    d = diagnose(target, fmt, firmware=firmware, media=media)
-    bus = "ide" if media == "cdrom" else "virtio"
-    boot = boot_test(target, d.format, firmware=d.firmware, media=media, bus=bus,
-                     timeout=timeout, screenshot=screenshot)
-    return Verification(d, boot, agreement(d.will_boot, boot.booted))

@@ -5,15 +5,15 @@ facts (:func:`diskkit.layout.inspect_layout`, :func:`diskkit.boot.inspect_boot`)
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from diskkit.boot import BootInfo, inspect_boot
-from diskkit.errors import DiskkitError, ImageError
-from diskkit.formats import registry, safety
-from diskkit.formats.detect import Detection, detect
+from diskkit.boot import BootInfo
+from diskkit.errors import ImageError
+from diskkit.formats import registry
+from diskkit.formats.detect import Detection
+from diskkit.pipeline import Inspection
 from diskkit.readers.base import Reader
 from diskkit.target import Target
 
@@ -87,19 +87,6 @@ def is_kind(fmt: str, kind: registry.Kind) -> bool:
     return info is not None and info.kind is kind
 
 
-def hypervisor_format(target: Target, detection: Detection, fmt: str | None) -> str:
-    """The format the hypervisor opens the target with: ``-f`` when given; an RBD volume is
-    always raw; otherwise the detected format when qemu reads it, else raw (what a volume
-    made of those bytes would be)."""
-    if fmt:
-        return safety.normalise_format(fmt)
-    if target.kind == "rbd":
-        return "raw"
-    if is_container(detection):
-        return detection.format
-    return "raw"
-
-
 def _blank(disk: Reader) -> tuple[bool, int, str | None]:
     """(all zeros, allocated bytes seen, why it stopped early or None).
 
@@ -128,32 +115,28 @@ def _blank(disk: Reader) -> tuple[bool, int, str | None]:
     return True, allocated, None
 
 
-def gather(target: Target, container: Reader, fmt: str | None) -> Facts:
-    """Detect, open the firmware's disk, read its first sector, layout and boot facts.
-    The caller closes ``container``; the disk reader (when not the container) is closed
-    here before returning, so Facts hold only data (and readers that are closed)."""
-    detection = detect(container)
-    facts = Facts(target, detection, hypervisor_format(target, detection, fmt))
-    if registry.get(facts.format).raw_bytes:
-        _inspect(facts, container)
-        return facts
-    if facts.format != detection.format:
+def gather(insp: Inspection) -> Facts:
+    """Read what the rules judge from an :class:`~diskkit.pipeline.Inspection` opened with
+    ``hypervisor=True``: the firmware's disk, its first sector, blankness, layout and boot.
+    The caller closes ``insp``; Facts hold data (and readers that ``insp`` closes)."""
+    detection = insp.detection
+    facts = Facts(insp.target, detection, insp.format)
+    if not registry.get(facts.format).raw_bytes and facts.format != detection.format:
         facts.problem = (f"the hypervisor is told {facts.format} but the bytes are "
                          f"{detection.format}: qemu refuses to open it")
         return facts
-    from diskkit.disk import open_disk
-
-    try:
-        disk = open_disk(target, facts.format)
-    except ImageError as exc:
+    disk = insp.disk
+    if disk is None:
+        exc = insp.error("disk")
+        if not isinstance(exc, ImageError):
+            raise exc or ImageError("the disk could not be opened")
         facts.problem = f"not opened: {exc.message}"
         return facts
-    with contextlib.closing(disk):
-        _inspect(facts, disk)
+    _inspect(facts, disk, insp)
     return facts
 
 
-def _inspect(facts: Facts, disk: Reader) -> None:
+def _inspect(facts: Facts, disk: Reader, insp: Inspection) -> None:
     facts.disk = disk
     facts.sector0 = disk.read(0, 512)
     facts.blank, facts.allocated, bound = _blank(disk)
@@ -165,10 +148,7 @@ def _inspect(facts: Facts, disk: Reader) -> None:
         facts.format == "raw" and is_container(facts.detection))
     if facts.blank or not_a_disk:
         return  # the universal rules decide; nothing on it to inspect
-    from diskkit.layout import inspect_layout
-
-    try:
-        facts.layout = inspect_layout(disk)
-        facts.boot = inspect_boot(disk, facts.layout)
-    except DiskkitError as exc:
+    facts.layout, facts.boot = insp.layout, insp.boot
+    exc = insp.error("boot")
+    if exc is not None:
         facts.problem = f"layout not read: {exc.message}"

@@ -1,2 +1,3 @@
-"""Ceph RBD: connections to a cluster (:mod:`.connection`), clone chains (:mod:`.chain`) and
-whole-pool scans (:mod:`.scan`). The reader itself is :mod:`diskkit.readers.rbd`."""
+"""Ceph RBD: clone chains (:mod:`.chain`, readers level: image facts and findings) and
+whole-pool scans (:mod:`.scan`, a service). The reader and its cluster connections are
+:mod:`diskkit.readers.rbd` and :mod:`diskkit.readers.rbd_connection`."""

@@ -18,8 +18,8 @@ from diskkit.errors import DiskkitError
 from diskkit.findings import Evidence, Finding, Severity
 from diskkit.formats import registry
 from diskkit.formats.detect import Detection, detect
-from diskkit.rbd.connection import modules
 from diskkit.readers.rbd import RbdReader, image_spec
+from diskkit.readers.rbd_connection import modules
 from diskkit.target import Target
 
 
@@ -149,20 +149,3 @@ def rbd_facts(reader: RbdReader, detection: Detection) -> tuple[dict[str, Any], 
         elif not raw_like(link.format):
             findings.append(_parent_not_raw(reader, link, depth))
     return section, findings
-
-
-def print_rbd(section: dict[str, Any], console: Any) -> None:
-    """The ``rbd`` section for a person: object layout, allocation and the clone chain."""
-    feats = ", ".join(section.get("features", [])) or "none"
-    allocated = section["allocated"]
-    alloc = f"{allocated} bytes allocated" if allocated is not None else \
-        "allocation unknown (no fast-diff)"
-    console.print(f"  rbd:           {section['objects']} objects of {section['object_size']} "
-                  f"bytes, {alloc}; features: {feats}", markup=False)
-    parents = section.get("parents", [])
-    if not parents:
-        console.print("  parent:        none (not a clone)", markup=False)
-    for depth, link in enumerate(parents, 1):
-        what = link["error"] or f"{link['format']}, {link['size']} bytes"
-        label = "parent:" if depth == 1 else f"  ancestor {depth}:"
-        console.print(f"  {label:<14} {link['spec']} ({what})", markup=False)

@@ -20,10 +20,10 @@ from typing import Any
 
 from diskkit.errors import DiskkitError
 from diskkit.findings import Finding
-from diskkit.formats.detect import detect
+from diskkit.pipeline import Inspection
 from diskkit.rbd.chain import clone_chain, raw_like
-from diskkit.rbd.connection import Connection, connect, modules, translate
 from diskkit.readers.rbd import RbdReader, image_spec
+from diskkit.readers.rbd_connection import Connection, connect, modules, translate
 from diskkit.target import Target
 
 log = logging.getLogger("diskkit.rbd.scan")
@@ -99,11 +99,11 @@ class ScanResult:
                 "flagged": [r.image for r in self.flagged], "seconds": round(self.seconds, 3)}
 
 
-def _bootability(target: Target, reader: RbdReader) -> tuple[bool | None, str]:
+def _bootability(insp: Inspection) -> tuple[bool | None, str]:
     from diskkit.diagnose import judge
     from diskkit.diagnose.facts import gather
 
-    facts = gather(target, reader, None)
+    facts = gather(insp)
     will_boot, reason, _ = judge(facts, "bios", "disk")
     return will_boot, reason
 
@@ -112,8 +112,9 @@ def scan_image(target: Target, conn: Connection, ioctx: Any) -> ScanRow:
     """Check one image over a shared connection; errors become the row's ``error``."""
     spec = image_spec(target.pool or "", target.namespace, target.image or "")
     try:
-        with RbdReader(target, connection=conn, ioctx=ioctx) as reader:
-            det = detect(reader)
+        with RbdReader(target, connection=conn, ioctx=ioctx) as reader, \
+                Inspection(target, hypervisor=True, container=reader) as insp:
+            det = insp.detection
             chain = clone_chain(reader)
             parent = chain[0] if chain else None
             findings: list[Finding] = list(det.findings)
@@ -124,7 +125,7 @@ def scan_image(target: Target, conn: Connection, ioctx: Any) -> ScanRow:
             for link in chain:
                 if link.format is not None and not raw_like(link.format):
                     parent_format = link.format
-            will_boot, reason = _bootability(target, reader)
+            will_boot, reason = _bootability(insp)
             return ScanRow(
                 image=target.image or "", spec=spec, size=reader.size,
                 allocated=reader.allocated, format=det.format,

@@ -1,6 +1,6 @@
 """Ceph RBD images read in place through librbd (python3-rbd), read-only.
 
-``RbdReader(target)`` connects with bounded timeouts (:mod:`diskkit.rbd.connection`), opens the
+``RbdReader(target)`` connects with bounded timeouts (:mod:`.rbd_connection`), opens the
 image read-only (at the snapshot when the target names one, in its namespace when it has one)
 and reads with ``Image.read``. ``extents()`` comes from ``Image.diff_iterate(0, size, None,
 cb, whole_object=True)``: with no start snapshot librbd reports every allocated range
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from diskkit.errors import ImageError, UserError
-from diskkit.rbd.connection import Connection, connect, modules, translate
 from diskkit.readers.base import Extent, Reader
+from diskkit.readers.rbd_connection import Connection, connect, modules, translate
 from diskkit.target import Target, parse_target
 
 #: Bytes listed per diff_iterate call on images without fast-diff (256 objects of 4 MiB).

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from diskkit.disk import inspect_target
+from diskkit.pipeline import inspect_target
 from diskkit.formats.detect import detect
 from diskkit.rbd.chain import clone_chain, rbd_facts
 from diskkit.readers.rbd import RbdReader

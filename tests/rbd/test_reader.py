@@ -11,7 +11,8 @@ import pytest
 from diskkit.errors import HostError, UserError
 from diskkit.readers.rbd import RbdReader
 from diskkit.runner import run
-from diskkit.target import open_container, parse_target
+from diskkit.disk import open_container
+from diskkit.target import parse_target
 from tests.rbd.conftest import NS, RbdImages
 
 MiB = 1 << 20

@@ -13,7 +13,8 @@ from diskkit.errors import ImageError, UserError
 from diskkit.readers.base import Extent, Reader
 from diskkit.readers.nbd import NbdUriReader, QemuNbdReader
 from diskkit.runner import spawn, wait_for
-from diskkit.target import open_container, parse_target
+from diskkit.disk import open_container
+from diskkit.target import parse_target
 from tests.helpers import create, qemu_img
 from tests.readers.images import MiB, merge, qemu_io, qemu_map, raw_of, sweep
 
