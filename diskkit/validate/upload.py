@@ -211,7 +211,8 @@ def check_upload(reader: Reader, path: str | None, declared: str | None = None, 
         up.glance = verdict(path, declared or disk_format or "raw")
     up.differences = compare(up)
     if up.glance is not None and not up.glance.accepts:
-        up.findings.append(glance_finding(up.glance))
+        if up.safe:  # otherwise diskkit's own findings already say why (and block)
+            up.findings.append(glance_finding(up.glance))
         info = registry.lookup(det.format) if det is not None else None
         sound = det is not None and not any(f.blocking for f in det.findings)
         if up.convert is None and sound and info is not None and info.is_container \

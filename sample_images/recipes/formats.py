@@ -78,8 +78,9 @@ RECIPES = [
            _create("vmdk", "64M", "subformat=streamOptimized"), "vmdk",
            {"format": "vmdk", "codes": []}),
     Recipe("fmt-fixed.vhd", "A fixed VHD: its footer is only at the end (oslo and qemu's "
-           "probe call it raw)", _create("vpc", "16M", "subformat=fixed"), "vhd",
-           {"format": "vhd", "codes": []}),
+           "probe call it raw), so Glance refuses it as vhd", _create("vpc", "16M",
+                                                                       "subformat=fixed"),
+           "vhd", {"format": "vhd", "codes": ["glance-refuses"]}),
     Recipe("fmt-fixed-as-raw.vhd", "The same fixed VHD declared raw: the guest would see the "
            "footer", _create("vpc", "16M", "subformat=fixed"), "raw",
            {"format": "vhd", "codes": ["disk-format-mismatch"]}),
