@@ -23,7 +23,7 @@ DEBIAN_PACKAGES=(
   ceph-mon ceph-osd ceph-common python3-rbd python3-rados
   # guest OS inspection: Windows hives (python3-hivex, hivexregedit for tests), libosinfo ids,
   # YAML (cloud-init config), and what tests build initramfs images with
-  python3-hivex libwin-hivex-perl osinfo-db python3-yaml cpio lz4 sqlite3 initramfs-tools-core
+  python3-hivex libwin-hivex-perl osinfo-db python3-yaml cpio lz4 sqlite3 initramfs-tools-core rpm
   # NBD client library binding
   python3-libnbd
   # the interpreter the venv is made from (python3-dev, gcc: the libyal bindings build from source)

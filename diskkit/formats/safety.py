@@ -48,8 +48,16 @@ def check_declared(detection: Detection, declared: str) -> list[Finding]:
                     declared=declared, detected=got)]
 
 
+#: Findings that block an UPLOAD (OpenStack refuses the image: check/validate exit 1) but
+#: not opening it to look inside: nothing in them makes qemu or diskkit read another file or
+#: misread this one (a hybrid MBR, extended L2, a LUKS container: it needs its key anyway).
+UPLOAD_ONLY_CODES = frozenset({"mbr-bad-boot-flag", "protective-mbr-invalid", "hybrid-mbr",
+                               "mbr-empty", "qcow2-extended-l2", "luks-image"})
+
+
 def blocking(findings: list[Finding] | tuple[Finding, ...], *,
              allow_backing: bool = False) -> list[Finding]:
-    """The findings that stop an image from being opened."""
+    """The findings that stop an image from being opened (upload-only ones do not)."""
     return [f for f in findings
-            if f.blocking and not (allow_backing and f.code in BACKING_CODES)]
+            if f.blocking and f.code not in UPLOAD_ONLY_CODES
+            and not (allow_backing and f.code in BACKING_CODES)]

@@ -2,12 +2,13 @@
 
 Bounds: at most ``MAX_DB`` bytes of a database are read; package counts stop at
 ``MAX_PACKAGES``. The rpm SQLite file is opened in memory (``sqlite3`` deserialize, read-only):
-nothing is written to the host.
+nothing is written to the host; a write-ahead log rpm has not checkpointed is not read.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,23 +65,56 @@ def parse_dpkg_status(text: str) -> dict[str, str]:
     return out
 
 
+def rpm_header(blob: bytes) -> dict[int, str | int]:
+    """NAME (1000), VERSION (1001), RELEASE (1002) and EPOCH (1003) of an rpm header blob
+    (as rpmdb stores it: index count, data length, 16-byte index entries, data)."""
+    if len(blob) < 8:
+        return {}
+    il, dl = struct.unpack_from(">II", blob, 0)
+    if il > 100_000 or 8 + 16 * il + dl > len(blob):
+        return {}
+    data = 8 + 16 * il
+    out: dict[int, str | int] = {}
+    for i in range(il):
+        tag, typ, off, _count = struct.unpack_from(">IIiI", blob, 8 + 16 * i)
+        if tag not in (1000, 1001, 1002, 1003) or not 0 <= off < dl:
+            continue
+        if typ == 6:  # STRING
+            end = blob.find(b"\0", data + off, data + dl)
+            if end >= 0:
+                out[tag] = blob[data + off:end].decode("utf-8", "replace")
+        elif typ == 4 and off + 4 <= dl:  # INT32
+            out[tag] = struct.unpack_from(">I", blob, data + off)[0]
+    return out
+
+
 def _rpm_sqlite(data: bytes) -> dict[str, str] | None:
-    """rpm's rpmdb.sqlite: names and versions decoded from the Name/Packages tables."""
+    """rpm's rpmdb.sqlite (opened in memory): name -> [epoch:]version-release of every
+    header in the Packages table, gpg-pubkey entries left out."""
+    if data[:16] == b"SQLite format 3\0" and len(data) >= 100 and data[18:20] == b"\2\2":
+        # a WAL-mode file (rpm's default): mark the in-memory copy as rollback-journal mode,
+        # which is what lets sqlite open it from memory (the WAL itself is not read)
+        data = data[:18] + b"\1\1" + data[20:]
     try:
         con = sqlite3.connect(":memory:")
         try:
             con.deserialize(data)
             con.execute("PRAGMA query_only = ON")
-            rows = con.execute("SELECT key, hnum FROM Name LIMIT ?", (MAX_PACKAGES,)).fetchall()
+            rows = con.execute("SELECT blob FROM Packages LIMIT ?", (MAX_PACKAGES,)).fetchall()
         finally:
             con.close()
     except sqlite3.Error:
         return None
     out: dict[str, str] = {}
-    for key, _ in rows:
-        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-        if name != "gpg-pubkey":
-            out[name] = ""
+    for (blob,) in rows:
+        h = rpm_header(bytes(blob)) if isinstance(blob, bytes | bytearray | memoryview) else {}
+        name = h.get(1000)
+        if not isinstance(name, str) or name == "gpg-pubkey":
+            continue
+        ver = f"{h.get(1001, '')}-{h.get(1002, '')}"
+        if h.get(1003):
+            ver = f"{h[1003]}:{ver}"
+        out[name] = ver
     return out
 
 
