@@ -18,5 +18,9 @@ UNKNOWN = 4
 WARNINGS = 5
 #: A bug in diskkit.
 INTERNAL = 70
-#: Interrupted by Ctrl-C (128 + SIGINT).
+#: Interrupted by Ctrl-C (128 + SIGINT), after tearing down what was set up.
 INTERRUPTED = 130
+#: stdout was closed by its reader (``diskkit info x | head -1``): 128 + SIGPIPE, no message.
+BROKEN_PIPE = 141
+#: Ended by SIGTERM (128 + SIGTERM; SIGHUP gives 129), after tearing down what was set up.
+TERMINATED = 143

@@ -1,1 +1,2 @@
-"""The command line: one module per command, registered on the app in :mod:`diskkit.cli.app`."""
+"""The command line: the command table in :mod:`diskkit.cli.commands`, one module per command,
+parsed and dispatched by :mod:`diskkit.cli.main`."""

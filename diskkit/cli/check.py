@@ -3,29 +3,33 @@ it is declared to be? Exit 0 safe and matching, 1 a finding blocks, 2 unreadable
 
 from __future__ import annotations
 
-import typer
-
 from diskkit import exitcodes
-from diskkit.cli.app import app
-from diskkit.cli.info import print_findings, print_summary
-from diskkit.cli.output import console, emit_json
-from diskkit.disk import inspect_target
+from diskkit.cli.output import emit_json
 
 
-@app.command()
-def check(
-    target: str = typer.Argument(..., help="Image path, nbd:// URI or rbd:POOL/IMAGE."),
-    disk_format: str | None = typer.Option(
-        None, "--disk-format", help="The format the image is declared as (Glance disk_format)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON (docs/json.md)."),
-) -> None:
+def check(target: str, disk_format: str | None = None, json_out: bool = False) -> int:
     """Run every safety check; exit 1 when a finding blocks upload."""
-    report = inspect_target(target, declared_format=disk_format, sections=False)
+    from diskkit.errors import ImageError
+    from diskkit.pipeline import inspect_target
+    from diskkit.validate import upload as upl
+
+    try:
+        report = inspect_target(target, declared_format=disk_format, sections=False)
+    except ImageError:  # a damaged header is a finding (validate), never exit 2
+        return _damaged(target, disk_format, json_out)
+    glance = upl.glance_for(target, disk_format, report.detection)  # what Glance does
+    if glance is not None and not glance.accepts and report.safe:
+        report.findings.append(upl.glance_finding(glance))  # Glance blocks what we passed
     if json_out:
         data = report.to_dict()
         data["declared_format"] = disk_format
+        data["glance_accepts"] = glance.accepts if glance else None
+        data["glance"] = glance.to_dict() if glance else None
         emit_json(data)
     else:
+        from diskkit.cli.info import print_findings, print_summary
+        from diskkit.cli.output import console
+
         print_summary(report)
         if disk_format:
             console.print(f"  declared:      {disk_format}", markup=False)
@@ -34,4 +38,22 @@ def check(
                    else "[red]BLOCKED[/red]: " + ", ".join(
                        dict.fromkeys(f.code for f in report.findings if f.blocking)))
         console.print(verdict)
-    raise typer.Exit(exitcodes.OK if report.safe else exitcodes.FINDINGS)
+    return exitcodes.OK if report.safe else exitcodes.FINDINGS
+
+
+def _damaged(target: str, disk_format: str | None, json_out: bool) -> int:
+    """check's verdict on an image whose header cannot be read: exit 1 with the finding."""
+    from diskkit.validate.upload import check_damaged
+
+    up = check_damaged(target, disk_format)
+    if json_out:
+        data = {"target": target, **up.to_dict()}
+        emit_json(data)
+    else:
+        from diskkit.cli.info import print_findings
+        from diskkit.cli.output import console
+
+        print_findings(up.findings)
+        console.print("[red]BLOCKED[/red]: " + ", ".join(
+            dict.fromkeys(f.code for f in up.findings if f.blocking)))
+    return exitcodes.FINDINGS

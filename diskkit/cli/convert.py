@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
-from typing import Any
-
-import typer
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from typing import TYPE_CHECKING, Any
 
 from diskkit import exitcodes
-from diskkit.cli.app import app
 from diskkit.cli.output import console, emit_json, err_console, human_size
 from diskkit.errors import UserError
 
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, so it cleans up exactly like Ctrl-C."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def _progress() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
                     transient=False, disable=not err_console.is_terminal)
@@ -75,13 +58,16 @@ def _summary(d: dict[str, Any]) -> None:
 
 def _single(source: str, target: str, fmt: str, **kw: Any) -> int:
     from diskkit.convert import Refused, Request, convert
+    from diskkit.convert.progress import describe
 
     json_out = kw.pop("json_out")
     req = Request(source, target, fmt, **kw)
     try:
         with _progress() as progress:
-            task = progress.add_task(f"{source} -> {target}", total=100)
-            res = convert(req, on_progress=lambda pct: progress.update(task, completed=pct))
+            label = f"{source} -> {target}"
+            task = progress.add_task(label, total=100)
+            res = convert(req, on_update=lambda p: progress.update(
+                task, completed=p.percent, description=f"{label} {describe(p)}"))
     except Refused as exc:
         findings = [f.to_dict() for f in exc.findings]
         if json_out:
@@ -112,6 +98,13 @@ class _BatchView:
         if index in self.tasks:
             self.progress.update(self.tasks[index], completed=percent)
 
+    def update_(self, index: int, label: str, p: Any) -> None:
+        from diskkit.convert.progress import describe
+
+        if index in self.tasks:
+            self.progress.update(self.tasks[index], completed=p.percent,
+                                 description=f"#{index + 1} {label} {describe(p)}")
+
     def done(self, index: int, outcome: dict[str, Any]) -> None:
         if index in self.tasks:
             self.progress.update(self.tasks[index], completed=100, visible=False)
@@ -133,6 +126,9 @@ def _batch(manifest: str, jobs: int, force: bool, allow_unsafe: bool, json_out: 
 
             def progress(self, index: int, percent: float) -> None:
                 view.progress_(index, percent)
+
+            def update(self, index: int, p: Any) -> None:
+                view.update_(index, items[index].target, p)
 
             def done(self, index: int, outcome: dict[str, Any]) -> None:
                 view.done(index, outcome)
@@ -157,44 +153,25 @@ def _batch(manifest: str, jobs: int, force: bool, allow_unsafe: bool, json_out: 
     return exitcodes.OK if report.ok else exitcodes.FINDINGS
 
 
-@app.command()
-def convert(
-    source: str = typer.Argument(None, help="Image to convert: path, nbd:// URI or rbd: spec."),
-    target: str = typer.Argument(None, help="Output: path, block device, nbd:// or rbd:."),
-    output_format: str = typer.Option(None, "--output-format", "-O",
-                                      help="Output format: raw, qcow2, vmdk, vhd, vhdx, vdi."),
-    source_format: str = typer.Option(None, "--source-format", "-f",
-                                      help="Declared source format (refused if it disagrees "
-                                      "with the detected one)."),
-    compress: bool = typer.Option(False, "--compress", "-c", help="Compressed qcow2/vmdk."),
-    preallocate: bool = typer.Option(False, "--preallocate", help="Allocate the output fully."),
-    no_verify: bool = typer.Option(False, "--no-verify", help="Skip qemu-img compare."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing target."),
-    allow_unsafe: bool = typer.Option(False, "--allow-unsafe",
-                                      help="Convert a source whose safety checks fail."),
-    jobs: int = typer.Option(None, "--jobs", "-m", min=1, max=16,
-                             help="qemu-img coroutines (default 16); with --manifest, "
-                             "conversions run at once (default 2)."),
-    option: list[str] = typer.Option([], "--option", "-o",  # noqa: B008
-                                     help="Output format option KEY=VALUE (qemu-img -o)."),
-    manifest: str = typer.Option(None, "--manifest",
-                                 help="JSON or CSV list of conversions (source, target, format)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-) -> None:
+def convert(source: str | None = None, target: str | None = None,
+            output_format: str | None = None, source_format: str | None = None,
+            compress: bool = False, preallocate: bool = False, no_verify: bool = False,
+            force: bool = False, allow_unsafe: bool = False, jobs: int | None = None,
+            option: list[str] | None = None, manifest: str | None = None,
+            json_out: bool = False) -> int:
     """Convert a disk image safely: detect and check the source, measure the room, convert
-    with qemu-img under a temporary name, verify with qemu-img compare, rename."""
-    with _sigterm_interrupts():
-        if manifest:
-            if source or target:
-                raise UserError("give either --manifest or SOURCE TARGET, not both",
-                                code="bad-usage")
-            rc = _batch(manifest, jobs or 2, force, allow_unsafe, json_out)
-        else:
-            if not source or not target or not output_format:
-                raise UserError("convert needs SOURCE, TARGET and -O FORMAT (or --manifest)",
-                                code="bad-usage", hint="diskkit convert in.vmdk out.qcow2 -O qcow2")
-            rc = _single(source, target, output_format, src_format=source_format,
-                         compress=compress, preallocate=preallocate, verify=not no_verify,
-                         force=force, allow_unsafe=allow_unsafe, coroutines=jobs or 16,
-                         options=tuple(option), json_out=json_out)
-    raise typer.Exit(rc)
+    with qemu-img under a temporary name, verify with qemu-img compare, rename. SIGTERM and
+    Ctrl-C unwind (cli/main.py turns SIGTERM into KeyboardInterrupt): qemu-img is stopped and
+    the partial output removed."""
+    if manifest:
+        if source or target:
+            raise UserError("give either --manifest or SOURCE TARGET, not both",
+                            code="bad-usage")
+        return _batch(manifest, jobs or 2, force, allow_unsafe, json_out)
+    if not source or not target or not output_format:
+        raise UserError("convert needs SOURCE, TARGET and -O FORMAT (or --manifest)",
+                        code="bad-usage", hint="diskkit convert in.vmdk out.qcow2 -O qcow2")
+    return _single(source, target, output_format, src_format=source_format,
+                   compress=compress, preallocate=preallocate, verify=not no_verify,
+                   force=force, allow_unsafe=allow_unsafe, coroutines=jobs or 16,
+                   options=tuple(option or ()), json_out=json_out)

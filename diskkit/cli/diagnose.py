@@ -4,24 +4,29 @@ Exit 0 will boot, 1 will not, 4 cannot tell (and with --verify: firmware disagre
 
 from __future__ import annotations
 
-import typer
+from typing import TYPE_CHECKING
 
 from diskkit import exitcodes
-from diskkit.cli.app import app
-from diskkit.cli.output import console, emit_json
-from diskkit.diagnose import Diagnosis, diagnose, verify
-from diskkit.findings import Finding
+from diskkit.cli.output import emit_json
+
+if TYPE_CHECKING:
+    from diskkit.diagnose import Diagnosis
+    from diskkit.findings import Finding
 
 _VERDICT = {True: "[green]WILL BOOT[/green]", False: "[red]WILL NOT BOOT[/red]",
             None: "[yellow]CANNOT TELL[/yellow]"}
 
 
 def _exit(will_boot: bool | None) -> int:
-    return {True: exitcodes.OK, False: exitcodes.FINDINGS}.get(will_boot, exitcodes.UNKNOWN)
+    if will_boot is None:
+        return exitcodes.UNKNOWN
+    return exitcodes.OK if will_boot else exitcodes.FINDINGS
 
 
 def print_finding(f: Finding, first: bool) -> None:
     """A finding: code and message, its evidence, its fix."""
+    from diskkit.cli.output import console
+
     tag = "cause" if first else str(f.severity)
     console.print(f"  [bold]{tag}[/bold] {f.code}: ", end="")
     console.print(f.message, markup=False, soft_wrap=True)
@@ -35,6 +40,8 @@ def print_finding(f: Finding, first: bool) -> None:
 
 def print_diagnosis(d: Diagnosis) -> None:
     """The human form: verdict line, reason, findings cause first."""
+    from diskkit.cli.output import console
+
     console.print(f"{d.target}: {_VERDICT[d.will_boot]} ({d.firmware}, as {d.media}, "
                   f"opened as {d.format}; the bytes are {d.detected_format})", soft_wrap=True)
     console.print(f"  {d.reason}", markup=False, soft_wrap=True)
@@ -42,32 +49,26 @@ def print_diagnosis(d: Diagnosis) -> None:
         print_finding(f, i == 0 and d.will_boot is False)
 
 
-@app.command("diagnose")
-def diagnose_cmd(
-    target: str = typer.Argument(..., help="Image path, nbd:// URI or rbd:POOL/IMAGE."),
-    fmt: str | None = typer.Option(
-        None, "-f", "--format", help="The format the hypervisor opens it with "
-        "(a Ceph volume is raw). Default: raw for rbd:, else the detected format."),
-    firmware: str = typer.Option("auto", "--firmware",
-                                 help="bios, uefi, or auto (BIOS: Nova's default)."),
-    media: str = typer.Option("disk", "--as", help="disk or cdrom."),
-    do_verify: bool = typer.Option(False, "--verify",
-                                   help="Boot it under real firmware and compare."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds for the --verify boot."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON (docs/json.md)."),
-) -> None:
+def diagnose_cmd(target: str, fmt: str | None = None, firmware: str = "auto",
+                 media: str = "disk", do_verify: bool = False, timeout: float = 60.0,
+                 json_out: bool = False) -> int:
     """Say whether the target will boot, why not, and the fix."""
+    from diskkit.diagnose import diagnose
+    from diskkit.verify import verify
+
     if not do_verify:
         d = diagnose(target, fmt, firmware=firmware, media=media)
         if json_out:
             emit_json(d.to_dict())
         else:
             print_diagnosis(d)
-        raise typer.Exit(_exit(d.will_boot))
+        return _exit(d.will_boot)
     v = verify(target, fmt, firmware=firmware, media=media, timeout=timeout)
     if json_out:
         emit_json(v.to_dict())
     else:
+        from diskkit.cli.output import console
+
         print_diagnosis(v.diagnosis)
         b = v.boot
         console.print(f"  firmware boot ({b.firmware}, {b.accel}, {b.seconds:.1f} s): "
@@ -80,5 +81,5 @@ def diagnose_cmd(
                  "could not tell"}[v.agree]
         console.print(f"  verify: {state}", soft_wrap=True)
     if v.agree is False or v.agree is None:
-        raise typer.Exit(exitcodes.UNKNOWN)
-    raise typer.Exit(_exit(v.diagnosis.will_boot))
+        return exitcodes.UNKNOWN
+    return _exit(v.diagnosis.will_boot)

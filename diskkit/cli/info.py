@@ -3,20 +3,15 @@ and every finding."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-from rich.table import Table
+from diskkit.cli.output import emit_json, human_size
 
-from diskkit.boot.report import print_boot
-from diskkit.cli.app import app
-from diskkit.cli.output import console, emit_json, human_size
-from diskkit.cli.render import LAYOUT_KEYS, print_bar, write_svg
-from diskkit.disk import ImageReport, inspect_target
-from diskkit.findings import Finding, Severity
+if TYPE_CHECKING:
+    from diskkit.findings import Finding
+    from diskkit.pipeline import ImageReport
 
-_STYLE = {Severity.INFO: "cyan", Severity.WARNING: "yellow", Severity.ERROR: "red",
-          Severity.CRITICAL: "bold red"}
+_STYLE = {"info": "cyan", "warning": "yellow", "error": "red", "critical": "bold red"}
 
 
 def _value(v: Any) -> str:
@@ -29,6 +24,10 @@ def _value(v: Any) -> str:
 
 def print_findings(findings: list[Finding]) -> None:
     """The findings as a rich table, with each fix under it."""
+    from rich.table import Table
+
+    from diskkit.cli.output import console
+
     if not findings:
         console.print("[green]no findings[/green]")
         return
@@ -37,7 +36,7 @@ def print_findings(findings: list[Finding]) -> None:
     table.add_column("code")
     table.add_column("message", overflow="fold")
     for f in findings:
-        style = _STYLE.get(f.severity, "")
+        style = _STYLE.get(str(f.severity), "")
         table.add_row(f"[{style}]{f.severity}[/{style}]", f.code, f.message)
     console.print(table)
     for f in findings:
@@ -47,6 +46,8 @@ def print_findings(findings: list[Finding]) -> None:
 
 def print_summary(report: ImageReport) -> None:
     """Format, sizes and verdict, one per line."""
+    from diskkit.cli.output import console
+
     d = report.detection
     console.print(f"[bold]{report.target}[/bold]", markup=True, highlight=False)
     matched = ", ".join(d.formats_matched) or "nothing but raw"
@@ -61,23 +62,49 @@ def print_summary(report: ImageReport) -> None:
                       markup=False)
 
 
-@app.command()
-def info(
-    target: str = typer.Argument(..., help="Image path, nbd:// URI or rbd:POOL/IMAGE."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON (docs/json.md)."),
-    fmt: str | None = typer.Option(None, "--format", "-f",
-                                   help="Read the disk as this format (detection still runs)."),
-    svg: str | None = typer.Option(None, "--svg", metavar="FILE",
-                                   help="Also write the disk layout, drawn to scale, as SVG."),
-) -> None:
+def info(target: str, json_out: bool = False, fmt: str | None = None,
+         svg: str | None = None) -> int:
     """Show what an image is: format, sizes, details, sections and findings."""
+    from diskkit.pipeline import inspect_target
+
     report = inspect_target(target, fmt)
     layout = report.layout
     if svg:
+        from diskkit.cli.render import write_svg
+
         write_svg(layout, svg)
     if json_out:
         emit_json(report.to_dict())
-        return
+        return 0
+    _print_info(report)
+    return 0
+
+
+def _print_rbd(section: dict[str, Any]) -> None:
+    """The ``rbd`` section for a person: object layout, allocation and the clone chain."""
+    from diskkit.cli.output import console
+
+    feats = ", ".join(section.get("features", [])) or "none"
+    allocated = section["allocated"]
+    alloc = f"{allocated} bytes allocated" if allocated is not None else \
+        "allocation unknown (no fast-diff)"
+    console.print(f"  rbd:           {section['objects']} objects of {section['object_size']} "
+                  f"bytes, {alloc}; features: {feats}", markup=False)
+    parents = section.get("parents", [])
+    if not parents:
+        console.print("  parent:        none (not a clone)", markup=False)
+    for depth, link in enumerate(parents, 1):
+        what = link["error"] or f"{link['format']}, {link['size']} bytes"
+        label = "parent:" if depth == 1 else f"  ancestor {depth}:"
+        console.print(f"  {label:<14} {link['spec']} ({what})", markup=False)
+
+
+def _print_info(report: ImageReport) -> None:
+    from diskkit.boot.report import boot_lines
+    from diskkit.cli.output import console
+    from diskkit.cli.render import LAYOUT_KEYS, print_bar
+
+    layout = report.layout
     print_summary(report)
     for key, value in report.detection.details.items():
         console.print(f"  {key}: {_value(value)}", markup=False)
@@ -85,12 +112,11 @@ def info(
         if name in LAYOUT_KEYS and layout is not None:
             continue
         if name == "boot":
-            print_boot(value, console)
+            for line in boot_lines(value):
+                console.print(line, markup=False, highlight=False)
             continue
         if name == "rbd":  # Ceph RBD facts and clone chain (diskkit/rbd/chain.py)
-            from diskkit.rbd.chain import print_rbd
-
-            print_rbd(value, console)
+            _print_rbd(value)
             continue
         console.print(f"  [bold]{name}[/bold]: {_value(value)}", markup=True)
     if layout is not None:

@@ -1,92 +1,207 @@
-"""Entry point: runs the typer app and maps every outcome to an exit code, in one place.
+"""Entry point: parses the command line (argparse, from the table in
+:mod:`diskkit.cli.commands`), imports and runs the one command asked for, and maps every
+outcome to an exit code, in one place (docs/cli.md "Exit codes").
 
-Errors diskkit raises on purpose print one line (``diskkit: error: ...``) and a hint, never a
-traceback. Anything else is a bug: one line asking for a report, the traceback only with
-``--verbose``.
+Errors diskkit raises on purpose print one line (``diskkit: error[CODE]: ...``) and a hint,
+never a traceback. Anything else is a bug: one line asking for a report, the traceback only with
+``--verbose``. SIGTERM and SIGHUP are handled like Ctrl-C (what was set up is torn down), then
+diskkit exits 128+N; a closed stdout (``diskkit info x | head -1``) ends the command quietly
+with 141, as a program killed by SIGPIPE would.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-import traceback
+from typing import TYPE_CHECKING, NoReturn
 
-import typer
+from diskkit import __version__, exitcodes
 
-try:  # click itself, when typer depends on it
-    from click.exceptions import Abort as _Abort
-    from click.exceptions import ClickException as _ClickException
-    from click.exceptions import Exit as _Exit
-except ImportError:  # typer >= 0.2x vendors click as typer._click and has no click dependency
-    from typer._click.exceptions import ClickException as _ClickException
-    from typer.exceptions import Abort as _Abort
-    from typer.exceptions import Exit as _Exit
+if TYPE_CHECKING:
+    import argparse
+    from types import FrameType
 
-from diskkit import exitcodes
-from diskkit.errors import (
-    DiskkitError,
-    HostError,
-    ImageError,
-    InternalError,
-    UserError,
-)
+    from diskkit.errors import DiskkitError
 
-_EXIT_FOR: list[tuple[type[DiskkitError], int]] = [
-    (UserError, exitcodes.BAD_INPUT),
-    (ImageError, exitcodes.BAD_INPUT),
-    (HostError, exitcodes.HOST),
-    (InternalError, exitcodes.INTERNAL),
-]
+PROG = "diskkit"
+DESCRIPTION = ("Inspect, check, diagnose, mount and convert virtual disk images "
+               "(qcow2, raw, VMDK, VHD(X), VDI, ISO, Ceph RBD).")
+
+
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (every ``finally`` runs), exit 128+N."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class UsageError(Exception):
+    """Bad usage: an unknown option, a missing argument, a bad option value (exit 2)."""
+
+    def __init__(self, message: str, command: str | None) -> None:
+        super().__init__(message)
+        self.command = command
 
 
 def exit_code_for(exc: DiskkitError) -> int:
     """The exit code of a diskkit error (see :mod:`diskkit.exitcodes`)."""
-    for cls, code in _EXIT_FOR:
+    from diskkit.errors import HostError, ImageError, InternalError, UserError
+
+    for cls, code in ((UserError, exitcodes.BAD_INPUT), (ImageError, exitcodes.BAD_INPUT),
+                      (HostError, exitcodes.HOST), (InternalError, exitcodes.INTERNAL)):
         if isinstance(exc, cls):
             return code
     return exitcodes.INTERNAL
 
 
 def _say(message: str) -> None:
-    sys.stderr.write(message.rstrip("\n") + "\n")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Run diskkit with ``argv`` (default: sys.argv[1:]) and exit with its code."""
-    from diskkit.cli.app import app
-
-    args = sys.argv[1:] if argv is None else argv
-    verbose = "-v" in args or "--verbose" in args
-    command = typer.main.get_command(app)
     try:
-        rc = command.main(args=args, prog_name="diskkit", standalone_mode=False)
-    except _Exit as exc:
-        rc = exc.exit_code
-    except _Abort:
-        _say("diskkit: interrupted")
-        rc = exitcodes.INTERRUPTED
-    except _ClickException as exc:
-        # Bad usage: unknown option, missing argument.
-        _say(f"diskkit: error: {exc.format_message()}")
-        _say("  (see: diskkit --help)")
-        rc = exitcodes.BAD_INPUT
-    except KeyboardInterrupt:
-        _say("diskkit: interrupted")
-        rc = exitcodes.INTERRUPTED
-    except DiskkitError as exc:
-        _say(f"diskkit: error[{exc.code}]: {exc.message}")
-        if exc.hint:
-            _say(f"  hint: {exc.hint}")
-        if verbose or isinstance(exc, InternalError):
-            traceback.print_exc()
-        rc = exit_code_for(exc)
+        sys.stderr.write(message.rstrip("\n") + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Signalled(signum)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command (or, with ``only``, of that one command: a faster start)."""
+    import argparse
+
+    from diskkit.cli.commands import COMMANDS
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            name = self.prog.split()[1] if " " in self.prog else None
+            raise UsageError(message, name)
+
+    parser = Parser(prog=PROG, description=DESCRIPTION, allow_abbrev=False,
+                    epilog="Run `diskkit COMMAND --help` for a command's options. Exit codes: "
+                    "docs/cli.md.")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="Log every external command and what diskkit reads.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
+                        help="Show the version and exit.")
+    sub = parser.add_subparsers(dest="_command", metavar="COMMAND", title="commands",
+                                parser_class=Parser)
+    for name, (_where, help_text, args) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+        if only is not None and name != only:
+            continue
+        for flags, kwargs in args:
+            p.add_argument(*flags, **kwargs)
+        p.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                       help="Log every external command and what diskkit reads.")
+    return parser
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The command named in ``args`` (the first word that is not an option), if any."""
+    from diskkit.cli.commands import COMMANDS
+
+    for a in args:
+        if a == "--":
+            return None
+        if not a.startswith("-"):
+            return a if a in COMMANDS else None
+    return None
+
+
+def _run(args: list[str]) -> int:
+    from diskkit.cli.commands import COMMANDS
+
+    if not args:
+        build_parser().print_help()
+        return exitcodes.BAD_INPUT
+    ns = build_parser(only=_command_of(args)).parse_args(args)
+    kwargs = vars(ns)
+    verbose = bool(kwargs.pop("verbose", False))
+    name = kwargs.pop("_command")
+    if name is None:
+        raise UsageError("a command is required", None)
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="diskkit: %(name)s: %(message)s")
+        logging.getLogger("diskkit").setLevel(logging.DEBUG)
+    module, function = COMMANDS[name][0].split(":")
+    import importlib
+
+    handler = getattr(importlib.import_module(module), function)
+    rc = handler(**kwargs)
+    sys.stdout.flush()
+    return exitcodes.OK if rc is None else int(rc)
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE: point fd 1 at /dev/null so the interpreter's last flush cannot complain."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+def run_cli(args: list[str]) -> int:
+    """Run diskkit with ``args``; return the exit code (never raises, never exits)."""
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        return _run(args)
+    except UsageError as exc:
+        command = exc.command or _command_of(args)
+        _say(f"diskkit: error[bad-usage]: {exc}")
+        _say(f"  hint: see: diskkit {command + ' ' if command else ''}--help")
+        return exitcodes.BAD_INPUT
+    except SystemExit as exc:  # argparse's --help and --version
+        code = exc.code
+        return code if isinstance(code, int) else (exitcodes.OK if code is None else 1)
     except BrokenPipeError:
-        rc = exitcodes.OK
-    except Exception as exc:  # a bug: say so in one line, details under --verbose
+        _quiet_stdout()
+        return exitcodes.BROKEN_PIPE
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        _say("diskkit: interrupted" if signum == signal.SIGINT else "diskkit: terminated")
+        return 128 + signum
+    except Exception as exc:
+        from diskkit.errors import DiskkitError, InternalError
+
+        if isinstance(exc, DiskkitError):
+            _say(f"diskkit: error[{exc.code}]: {exc.message}")
+            if exc.hint:
+                _say(f"  hint: {exc.hint}")
+            if verbose or isinstance(exc, InternalError):
+                import traceback
+
+                traceback.print_exc()
+            return exit_code_for(exc)
+        if isinstance(exc, OSError) and exc.errno == 32:  # EPIPE wrapped by a library
+            _quiet_stdout()
+            return exitcodes.BROKEN_PIPE
+        # a bug: say so in one line, details under --verbose
         _say(f"diskkit: internal error (a bug in diskkit, please report it): "
              f"{type(exc).__name__}: {exc}")
         if verbose:
+            import traceback
+
             traceback.print_exc()
         else:
             _say("  hint: run again with --verbose for the traceback")
-        rc = exitcodes.INTERNAL
-    sys.exit(rc if isinstance(rc, int) else exitcodes.OK)
+        return exitcodes.INTERNAL
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run diskkit with ``argv`` (default: sys.argv[1:]) and exit with its code."""
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _on_signal)
+    rc = run_cli(sys.argv[1:] if argv is None else list(argv))
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        _quiet_stdout()
+        rc = rc or exitcodes.BROKEN_PIPE
+    sys.exit(rc)

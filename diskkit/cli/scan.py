@@ -5,22 +5,24 @@ Exit 0 when nothing is flagged, 1 when an image is not raw, unsafe or unreadable
 from __future__ import annotations
 
 import sys
-
-import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from diskkit import exitcodes
-from diskkit.cli.app import app
-from diskkit.cli.output import console, emit_json, err_console, human_size
+from diskkit.cli.output import emit_json, human_size
 from diskkit.errors import UserError
-from diskkit.rbd.scan import BOOT_METHOD, ScanResult, ScanRow, scan_pool
-from diskkit.target import parse_target
+
+if TYPE_CHECKING:
+    from diskkit.rbd.scan import ScanResult, ScanRow
 
 _BOOT = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "[yellow]?[/yellow]"}
 
 
 def _print(result: ScanResult) -> None:
+    from rich.table import Table
+
+    from diskkit.cli.output import console
+    from diskkit.rbd.scan import BOOT_METHOD
+
     where = result.pool + (f"/{result.namespace}" if result.namespace else "")
     table = Table(title=f"rbd:{where}: {len(result.rows)} images "
                   f"({result.seconds:.1f} s)", box=None, header_style="bold")
@@ -62,17 +64,21 @@ def _print(result: ScanResult) -> None:
                       markup=False)
 
 
-@app.command()
-def scan(
-    pool: str = typer.Argument(..., metavar="rbd:POOL",
-                               help="The pool: rbd:POOL[:conf=PATH][:id=USER][:keyring=PATH]."),
-    namespace: str | None = typer.Option(None, "--namespace", "-n",
-                                         help="Only the images in this RBD namespace."),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=64,
-                             help="Images checked at the same time."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON (docs/json.md)."),
-) -> None:
+def scan(pool: str, namespace: str | None = None, jobs: int = 4,
+         json_out: bool = False) -> int:
     """Check every image of a Ceph pool; exit 1 when any is not raw, unsafe or unreadable."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from diskkit.cli.output import err_console
+    from diskkit.rbd.scan import scan_pool
+    from diskkit.target import parse_target
+
     target = parse_target(pool)
     if target.kind != "rbd":
         raise UserError(f"{pool}: scan takes an RBD pool", code="bad-uri",
@@ -95,4 +101,4 @@ def scan(
         emit_json(result.to_dict())
     else:
         _print(result)
-    raise typer.Exit(exitcodes.FINDINGS if result.flagged else exitcodes.OK)
+    return exitcodes.FINDINGS if result.flagged else exitcodes.OK
