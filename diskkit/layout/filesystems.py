@@ -3,7 +3,7 @@
 Each probe takes a Reader over the candidate region (a partition, an LV, the whole disk) and
 returns a :class:`Probe` or None. Names, UUID and label forms follow libblkid
 (``blkid -p -o export``), which the tests compare against: TYPE ext4/xfs/btrfs/vfat/ntfs/swap/
-LVM2_member/crypto_LUKS/iso9660/squashfs. Offsets are those of each format's own
+LVM2_member/crypto_LUKS/udf/iso9660/squashfs. Offsets are those of each format's own
 specification (cited per probe); every length read from the image is bounded before use.
 """
 
@@ -38,7 +38,7 @@ def _uuid(raw: bytes) -> str | None:
     return None if raw == b"\0" * 16 else str(uuid.UUID(bytes=bytes(raw)))
 
 
-def _u(fmt: str, data: bytes, off: int) -> int:
+def _u(fmt: str, data: bytes | bytearray, off: int) -> int:
     return struct.unpack_from(fmt, data, off)[0]
 
 
@@ -157,7 +157,121 @@ def probe_iso9660(r: Reader) -> Probe | None:
             s = d.decode()
             uid = "-".join((s[0:4], s[4:6], s[6:8], s[8:10], s[10:12], s[12:14], s[14:16]))
             break
-    return Probe("iso9660", uid, _text(pvd[40:72]), blocks * bsize, {"block_size": bsize})
+    return Probe("iso9660", uid, _iso_label(r, pvd), blocks * bsize, {"block_size": bsize})
+
+
+def _iso_label(r: Reader, pvd: bytes) -> str | None:
+    """The label as libblkid gives it (util-linux superblocks/iso9660.c): with a Joliet
+    supplementary descriptor (escape %/@, %/C or %/E), Joliet's UTF-16 name merged with the
+    primary's 32 ASCII characters where one is a prefix of the other ('_' standing for a
+    character ASCII cannot hold), else Joliet's name; without Joliet, the primary's."""
+    joliet = None
+    for i in range(1, 16):  # descriptors after the primary, up to the terminator
+        d = r.read(0x8000 + i * 2048, 2048)
+        if len(d) < 2048 or d[0] == 255 or d[1:6] != b"CD001":
+            break
+        if d[0] == 2 and d[88:91] in (b"%/@", b"%/C", b"%/E"):
+            joliet = d
+            break
+    if joliet is None:
+        return _text(pvd[40:72])
+    merged = _merge_utf16be_ascii(joliet[40:72], pvd[40:72])
+    raw = merged if merged is not None else joliet[40:72]
+    text = raw.decode("utf-16-be", errors="replace").split("\0", 1)[0].rstrip()
+    return text or None
+
+
+def _merge_utf16be_ascii(utf16: bytes, ascii_: bytes) -> bytes | None:
+    """libblkid's merge_utf16be_ascii() (see :func:`_iso_label`), or None where the two
+    names disagree."""
+    out = bytearray()
+    a = u = 0
+    n = len(ascii_)
+    while u + 1 < n and a < n:
+        if 0xD8 <= utf16[u] <= 0xDB and u + 3 < n and 0xDC <= utf16[u + 2] <= 0xDF:
+            out += utf16[u:u + 2]
+            u += 2
+            if u + 1 >= len(utf16):
+                break
+        c = ascii_[a]
+        if c == 0x5F:  # '_'
+            out += utf16[u:u + 2]
+        elif utf16[u] == 0 and utf16[u + 1] == 0x5F:
+            out += bytes((0, c))
+        elif utf16[u] == 0 and bytes((c,)).upper() == bytes((utf16[u + 1],)).upper():
+            out += bytes((0, utf16[u + 1] if 0x41 <= c <= 0x5A else c))
+        else:
+            return None
+        a += 1
+        u += 2
+    for c in ascii_[a:]:
+        out += bytes((0, c))
+    return bytes(out)
+
+
+def _dstring(d: bytes) -> str | None:
+    """An ECMA-167 dstring (compression id 8: one byte a character, 16: UTF-16BE; its length
+    in the last byte, the id included), trailing white space dropped."""
+    if len(d) < 2 or d[0] not in (8, 16):
+        return None
+    n = min(max(d[-1] - 1, 0), len(d) - 2)
+    raw = d[1:1 + n]
+    text = raw.decode("latin-1") if d[0] == 8 else raw[:n - n % 2].decode("utf-16-be", "replace")
+    return text.split("\0", 1)[0].rstrip() or None
+
+
+def _udf_uuid(volset: bytes) -> str | None:
+    """libblkid's gen_uuid_from_volset_id(): the first 16 UTF-8 bytes of the volume set
+    identifier, lower-cased where they are hex digits, else (part) hex-encoded."""
+    if len(volset) < 2 or volset[0] not in (8, 16):
+        return None
+    n = min(max(volset[-1] - 1, 0), len(volset) - 2)
+    raw = volset[1:1 + n]
+    text = raw.decode("latin-1") if volset[0] == 8 else raw[:n - n % 2].decode(
+        "utf-16-be", "replace")
+    buf = text.encode("utf-8")[:16]
+    if len(buf.split(b"\0", 1)[0]) < 8:
+        return None
+    buf = buf.ljust(16, b"\0")
+    hexdig = b"0123456789abcdefABCDEF"
+    nonhex = next((i for i in range(16) if buf[i] not in hexdig), 16)
+    if nonhex < 8:
+        return buf[:8].hex()
+    if nonhex < 16:
+        return buf[:8].decode("ascii").lower() + buf[8:12].hex()
+    return buf.decode("ascii").lower()
+
+
+def probe_udf(r: Reader) -> Probe | None:
+    """UDF (ECMA-167, as util-linux libblkid/src/superblocks/udf.c reads it): an NSR02/NSR03
+    volume structure descriptor in the 64 sectors from 32 KiB, the anchor (tag 2) at sector
+    256 of a 512-4096 byte block, then the main descriptor sequence: LABEL from the logical
+    volume descriptor (tag 6) identifier, UUID from the primary one's (tag 1) volume set
+    identifier. At most 64 descriptors are read."""
+    if not any(r.read(0x8000 + i * 2048 + 1, 5) in (b"NSR02", b"NSR03") for i in range(64)):
+        return None
+    for bs in (512, 1024, 2048, 4096):
+        avdp = r.read(256 * bs, 32)
+        if len(avdp) == 32 and _u("<H", avdp, 0) == 2:
+            break
+    else:
+        return None
+    length, loc = struct.unpack_from("<II", avdp, 16)
+    label = uuid_ = None
+    for b in range(min(length // bs, 64)):
+        vd = r.read((loc + b) * bs, 512)
+        if len(vd) < 212:
+            break
+        tag = _u("<H", vd, 0)
+        if tag == 0 or _u("<I", vd, 12) != loc + b:
+            break
+        if tag == 1 and uuid_ is None:
+            uuid_ = _udf_uuid(vd[72:200])
+        elif tag == 6 and label is None:
+            label = _dstring(vd[84:212])
+        if label is not None and uuid_ is not None:
+            break
+    return Probe("udf", uuid_, label, None, {"block_size": bs})
 
 
 def _ntfs_label(r: Reader, boot: bytes) -> str | None:
@@ -207,7 +321,8 @@ def probe_ntfs(r: Reader) -> Probe | None:
 def probe_vfat(r: Reader) -> Probe | None:
     """FAT12/16/32 (Microsoft FAT specification): BPB in the boot sector; FAT32 when the
     16-bit FAT size is 0; the FAT width follows from the cluster count (<4085 FAT12,
-    <65525 FAT16). Volume id and label from the extended BPB (@39/@43, FAT32 @67/@71)."""
+    <65525 FAT16). Volume id from the BPB (@39, FAT32 @67); label as libblkid reads it: the
+    root directory's volume entry, else the BPB's (@43, FAT32 @71), "NO NAME" meaning none."""
     b = r.read(0, 512)
     if len(b) < 512 or b[0] not in (0xEB, 0xE9) or b[510:512] != b"\x55\xaa":
         return None
@@ -223,23 +338,63 @@ def probe_vfat(r: Reader) -> Probe | None:
         return None
     clusters = data // spc
     bits = 12 if clusters < 4085 else 16 if clusters < 65525 else 32
-    ext = 67 if fatsz16 == 0 else 39
-    vid = label = None
-    if b[ext - 1] in (0x28, 0x29):  # extended boot signature
-        v = _u("<I", b, ext)
-        vid = f"{v >> 16:04X}-{v & 0xFFFF:04X}"
-        if b[ext - 1] == 0x29:
-            label = _text(b[ext + 4 : ext + 15])
-            if label == "NO NAME":
-                label = None
-    return Probe("vfat", vid, label, tot * bps, {"fat_bits": bits, "clusters": clusters})
+    fat32 = fatsz16 == 0
+    boot_label = b[71:82] if fat32 else b[43:54]
+    root = _fat_root_label(r, b, fat32, bps, spc, reserved, nfats * fatsz, root_ents)
+    raw = root if root is not None and root != _NO_NAME else boot_label
+    label = None if raw == _NO_NAME else _text(raw)
+    v = _u("<I", b, 67 if fat32 else 39)  # libblkid prints the serial whatever byte 38/66 is
+    return Probe("vfat", f"{v >> 16:04X}-{v & 0xFFFF:04X}", label, tot * bps,
+                 {"fat_bits": bits, "clusters": clusters})
+
+
+_NO_NAME = b"NO NAME    "
+
+
+def _fat_root_label(r: Reader, b: bytes, fat32: bool, bps: int, spc: int, reserved: int,
+                    fat_sectors: int, root_ents: int) -> bytes | None:
+    """The volume label entry of the root directory, as libblkid's search_fat_label finds it
+    (util-linux libblkid/src/superblocks/vfat.c): stop at a 0x00 name, skip deleted entries,
+    entries with a cluster and long-name entries; the first entry with the volume attribute
+    and not the directory one. FAT32's root is followed for at most 99 clusters, as there."""
+
+    def search(data: bytes) -> tuple[bytes | None, bool]:
+        for pos in range(0, len(data) - 31, 32):
+            e = data[pos:pos + 32]
+            if e[0] == 0:
+                return None, True
+            if e[0] == 0xE5 or e[20:22] != b"\0\0" or e[26:28] != b"\0\0" or \
+                    e[11] & 0x3F == 0x0F:
+                continue
+            if e[11] & 0x18 == 0x08:
+                return bytes(e[:11]), True
+        return None, False
+
+    if not fat32:
+        found, _ = search(r.read((reserved + fat_sectors) * bps, root_ents * 32))
+        return found
+    cluster_bytes = spc * bps
+    entries = _u("<I", b, 36) * bps // 4
+    nxt = _u("<I", b, 44)
+    for _ in range(99):
+        if not nxt or nxt >= entries:
+            break
+        off = (reserved + fat_sectors + (nxt - 2) * spc) * bps
+        found, _done = search(r.read(off, min(cluster_bytes, 1 << 16)))
+        if found is not None:  # (libblkid goes on to the next cluster after a 0x00 name)
+            return found
+        fat = r.read(reserved * bps + nxt * 4, 4)
+        if len(fat) < 4:
+            break
+        nxt = _u("<I", fat, 0) & 0x0FFFFFFF
+    return None
 
 
 #: In the order libblkid's answers agree with: containers first, FAT last (its boot sector is
 #: the weakest signature; an NTFS boot sector also has 55 AA).
 PROBES: tuple[Callable[[Reader], Probe | None], ...] = (
     probe_luks, probe_lvm2, probe_swap, probe_squashfs, probe_xfs, probe_btrfs, probe_ext,
-    probe_iso9660, probe_ntfs, probe_vfat,
+    probe_udf, probe_iso9660, probe_ntfs, probe_vfat,
 )
 
 

@@ -81,6 +81,13 @@ def open_filesystem(reader: Reader, fstype: str | None = None, *, label: str | N
         return LibyalFS(reader, fstype, label=label, uuid=uuid)
     if fstype in ("iso9660", "udf"):
         from diskkit.guest.fs.iso import IsoFS
+        from diskkit.layout.filesystems import probe_iso9660
+
+        if fstype == "udf" and probe_iso9660(reader) is None:
+            raise HostError(f"{reader.name}: a pure UDF volume (no ISO 9660 bridge) is not "
+                            "read in-process", code="fs-unsupported",
+                            hint="the libguestfs appliance reads it (diskkit cat/ls do so "
+                                 "automatically)")
 
         return IsoFS(reader, fstype, label=label, uuid=uuid)
     raise HostError(f"{reader.name}: diskkit reads no {fstype} filesystem in-process",

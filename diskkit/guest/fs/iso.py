@@ -1,8 +1,8 @@
 """ISO 9660 (with Rock Ridge or Joliet names) and UDF bridge images through pycdlib.
 
 The richest namespace an image has is used: Rock Ridge (POSIX names, modes, owners,
-symlinks), else Joliet (Unicode names), else plain ISO 9660 names (";1" and a trailing dot
-dropped, compared case-insensitively), and UDF when asked for (``fstype="udf"``) and present.
+symlinks), else UDF (a UDF bridge image), else Joliet (Unicode names), else plain ISO 9660
+names (";1" and a trailing dot dropped, compared case-insensitively).
 pycdlib needs a primary volume descriptor, so a pure UDF volume (mkudffs) is not read here
 (the service layer sends it to the appliance). Every pycdlib exception is an ImageError.
 """
@@ -54,12 +54,12 @@ class IsoFS(BaseFS):
         self.iso = pycdlib.PyCdlib()
         try:
             self.iso.open_fp(ReaderFile(reader))  # type: ignore[arg-type]
-            if fstype == "udf" and self.iso.has_udf():
-                self.ns = "udf"
-                root = self.iso.get_record(udf_path="/")
-            elif self.iso.has_rock_ridge():
+            if self.iso.has_rock_ridge():
                 self.ns = "rr"
                 root = self.iso.get_record(rr_path="/")
+            elif self.iso.has_udf():
+                self.ns = "udf"
+                root = self.iso.get_record(udf_path="/")
             elif self.iso.has_joliet():
                 self.ns = "joliet"
                 root = self.iso.get_record(joliet_path="/")
@@ -167,7 +167,9 @@ class IsoFS(BaseFS):
             mtime = float(calendar.timegm((t.year, t.month, t.day, t.hour, t.minute, t.second))
                           - (off * 60 if abs(off) <= 1440 else 0))
         size = 0 if kind == "dir" else int(rec.get_data_length())
-        return FileStat(kind, size, mode, int(rec.uid), int(rec.gid), mtime, target, None)
+        uid, gid = int(rec.uid), int(rec.gid)  # 0xFFFFFFFF: "not specified" (ECMA-167 14.9.3)
+        return FileStat(kind, size, mode, None if uid == 0xFFFFFFFF else uid,
+                        None if gid == 0xFFFFFFFF else gid, mtime, target, None)
 
     def _read(self, node: _Node, offset: int, length: int) -> bytes:
         from pycdlib.pycdlibio import PyCdlibIO
