@@ -149,6 +149,7 @@ class Inspection:
         """Safety findings: detection's, the RBD chain's and ``declared_format``'s (a forced
         ``fmt`` that does not match is refused when the disk is opened)."""
         out = list(self.detection.findings) + self.rbd[1]
+        out += safety.check_size(self.container.size, self.detection)
         if self.declared_format is not None:
             out += safety.check_declared(self.detection, self.declared_format)
         return out

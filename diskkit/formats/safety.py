@@ -61,3 +61,26 @@ def blocking(findings: list[Finding] | tuple[Finding, ...], *,
     return [f for f in findings
             if f.blocking and f.code not in UPLOAD_ONLY_CODES
             and not (allow_backing and f.code in BACKING_CODES)]
+
+
+#: A disk smaller than one sector holds nothing a firmware or a guest can use.
+MIN_DISK = 512
+
+
+def check_size(size: int, detection: Detection) -> list[Finding]:
+    """``empty-image`` for a 0-byte file, ``image-too-small`` for a raw file shorter than one
+    512-byte sector: both are accepted by qemu-img and Glance, and both are a failed upload or
+    copy rather than a disk."""
+    if size == 0:
+        return [finding(
+            "empty-image", Severity.ERROR,
+            "the file is empty (0 bytes): an interrupted download or copy, not a disk image",
+            "fetch or copy the image again and compare its checksum with the source's")]
+    if size < MIN_DISK and detection.format == "raw":
+        return [finding(
+            "image-too-small", Severity.ERROR,
+            f"the file is {size} bytes, less than one 512-byte sector: not a disk image "
+            "(a truncated download, or a text file)",
+            "fetch or copy the image again and compare its checksum with the source's",
+            [("whole file", 0, None)], size=size)]
+    return []

@@ -78,7 +78,10 @@ def parse(data: bytes) -> Descriptor:
             continue
         # An extent line starts with RW, RDONLY or NOACCESS: other lines skip its regex.
         m = _EXTENT.match(line) if line[0] in "RrNn" else None
-        if m and m.group(1).upper() in ACCESS_MODES and m.group(3).upper() in EXTENT_TYPES:
+        # Numbers of more than 20 digits are not 64-bit sector counts (and Python refuses to
+        # convert more than 4,300 digits): a bad line, not a crash.
+        if m and m.group(1).upper() in ACCESS_MODES and m.group(3).upper() in EXTENT_TYPES \
+                and len(m.group(2)) <= 20 and len(m.group(5) or "") <= 20:
             extents.append(Extent(m.group(1).upper(), int(m.group(2)), m.group(3).upper(),
                                   m.group(4), int(m.group(5) or 0)))
             continue

@@ -8,6 +8,7 @@ import os
 import stat
 import struct
 from collections.abc import Iterator
+from typing import NoReturn
 
 from diskkit.errors import UserError
 from diskkit.readers.base import Extent, Reader
@@ -21,21 +22,40 @@ def _device_size(fd: int) -> int:
 
 
 def open_readonly(path: str) -> int:
-    """Open ``path`` read-only, turning the usual failures into one clear :class:`UserError`."""
+    """Open ``path`` read-only, turning the usual failures into one clear :class:`UserError`.
+
+    Only regular files, block devices (and directories, for the caller's own message) are
+    opened: a FIFO, a socket or a character device (``/dev/null``, a tty) is refused at once
+    (``O_NONBLOCK``, so opening a FIFO never waits for a writer) with ``not-a-disk-file``.
+    """
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file", code="not-found") from None
-    except PermissionError:
-        raise UserError(
-            f"{path}: permission denied",
-            code="permission-denied",
-            hint="run as a user who can read it",
-        ) from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, not an image", code="is-a-directory") from None
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
-        raise UserError(f"{path}: cannot open: {exc.strerror}", code="cannot-open") from None
+        if exc.errno == errno.ENXIO:  # a socket, or a device with nothing behind it
+            raise UserError(f"{path}: not a disk image file (a socket or a device)",
+                            code="not-a-disk-file") from None
+        _raise_open_error(path, exc)
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode)):
+        os.close(fd)
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a character device" if stat.S_ISCHR(mode) else "not a regular file")
+        raise UserError(f"{path}: {kind}, not a disk image (diskkit reads regular files and "
+                        "block devices)", code="not-a-disk-file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _raise_open_error(path: str, exc: OSError) -> NoReturn:
+    """Raise the :class:`UserError` for a failed open of ``path``."""
+    if isinstance(exc, FileNotFoundError):
+        raise UserError(f"{path}: no such file", code="not-found") from None
+    if isinstance(exc, PermissionError):
+        raise UserError(f"{path}: permission denied", code="permission-denied",
+                        hint="run as a user who can read it") from None
+    if isinstance(exc, IsADirectoryError):
+        raise UserError(f"{path}: is a directory, not an image", code="is-a-directory") from None
+    raise UserError(f"{path}: cannot open: {exc.strerror}", code="cannot-open") from None
 
 
 class FileReader(Reader):
