@@ -10,6 +10,7 @@ from typing import Any
 from diskkit import exitcodes
 from diskkit.errors import HostError, ImageError
 from diskkit.findings import Finding, Severity
+from diskkit.formats import safety
 from diskkit.readers.base import Reader
 from diskkit.target import Target, parse_target
 
@@ -139,7 +140,9 @@ def validate(target: str | Target, *, disk_format: str | None = None,
         if up.glance is None:
             v.notes.append("Glance's verdict needs a local file: oslo.utils was not run")
         det = up.detection
-        opens = det is not None and not any(f.blocking for f in det.findings)
+        # the guest disk is read whenever it is safe to open (upload-only refusals, such as
+        # a hybrid MBR, still get readiness and properties)
+        opens = det is not None and not safety.blocking(det.findings)
         if guest and opens:
             owned = False  # disk_from takes the container over
             try:

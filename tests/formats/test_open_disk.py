@@ -54,12 +54,9 @@ def test_compressed_says_unpack_first(tmp_path):
 
 
 def test_luks_needs_the_key(corpus):
-    with pytest.raises(ImageError) as exc:  # refused as unsafe (luks-image) before the key
+    with pytest.raises(UserError) as exc:  # luks-image blocks uploads, not opening
         open_disk(str(corpus / "x.luks"))
-    assert "luks-image" in exc.value.message
-    with pytest.raises(UserError) as exc2:
-        open_disk(str(corpus / "x.luks"), allow_unsafe=True)
-    assert exc2.value.code == "encrypted"
+    assert exc.value.code == "encrypted"
 
 
 def test_inspect_target_report(corpus):
