@@ -114,8 +114,8 @@ class FileStat:
     def to_dict(self) -> dict[str, Any]:
         """JSON form (docs/json.md, ``stat --json``)."""
         return {"kind": self.kind, "size": self.size, "mode": f"{self.mode:o}",
-                "uid": self.uid, "gid": self.gid, "mtime": self.mtime, "target": self.target,
-                "inode": self.inode}
+                "uid": self.uid, "gid": self.gid, "mtime": self.mtime,
+                "link_target": self.target, "inode": self.inode}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ class CompositeFS(BaseFS):
     """``mounts``: (guest mountpoint, filesystem) pairs, "/" among them."""
 
     def __init__(self, mounts: list[tuple[str, BaseFS]]) -> None:
-        self.mounts = {posixpath.normpath("/" + mp): fs for mp, fs in mounts}
+        self.mounts = {"/" + posixpath.normpath(mp).strip("/"): fs for mp, fs in mounts}
         root = self.mounts["/"]
         self.fstype, self.label, self.uuid = root.fstype, root.label, root.uuid
         self.driver, self.name = root.driver, root.name
