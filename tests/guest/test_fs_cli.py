@@ -105,9 +105,9 @@ def test_ls_find_stat_json(os_disk) -> None:
 
 
 def test_errors_are_one_line(os_disk) -> None:
-    rc, out, err = nobody("cat", str(os_disk), "/etc/missing")
+    rc, _out, err = nobody("cat", str(os_disk), "/etc/missing")
     assert rc != 0 and err.count("\n") <= 2 and "not-found" in err and "Traceback" not in err
-    rc, out, err = nobody("cat", str(os_disk), "/etc")
+    rc, _out, err = nobody("cat", str(os_disk), "/etc")
     assert rc != 0 and "not-a-file" in err and "Traceback" not in err
-    rc, out, err = nobody("cat", str(os_disk), "/etc/fstab", "--partition", "1")
+    rc, _out, err = nobody("cat", str(os_disk), "/etc/fstab", "--partition", "1")
     assert rc != 0 and "not-found" in err  # partition 1 is /boot: no /etc there
