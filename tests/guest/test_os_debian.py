@@ -115,7 +115,7 @@ def test_boot_facts_match_the_recipe(compared: tuple[Any, ET.Element, GuestInfo]
     assert (r.serial_console is not None) == bool(image.variant.console)
     root_spec = next(e for e in r.fstab if e.mountpoint == "/")
     assert root_spec.resolved and root_spec.location == r.location
-    if image.variant.fstab_root == "sda":
+    if image.variant.fstab_root.startswith("/dev/sd"):
         assert root_spec.kind == "devname" and root_spec.bus == "scsi/sata"
     k = r.kernels[0]
     assert k.has_driver("virtio_blk") and k.has_driver(r.fstype.replace("ext4", "ext4"))
@@ -205,3 +205,39 @@ def test_tree_facts_equal_image_facts(tree: pathlib.Path, debian_base: Any) -> N
         assert getattr(t, attr) == getattr(i, attr), attr
     assert t.packages.count == i.packages.count
     assert [k.version for k in t.kernels] == [k.version for k in i.kernels]
+
+
+def _variant_names() -> list[str]:
+    from sample_images.recipes.debian import VARIANTS
+
+    return list(VARIANTS)
+
+
+@pytest.mark.parametrize("name", _variant_names())
+def test_variant_facts(name: str, debian_images: Any) -> None:
+    """What each variant changes is what diskkit reads from its bytes (the facts diagnose
+    and validate build on)."""
+    image = debian_images.get(name)
+    v = image.variant
+    info = _inspect(image.path)
+    assert len(info.roots) == 1 and not info.notes
+    r = info.roots[0]
+    assert r.fstype == v.fs
+    assert r.location.startswith("lv ") == v.layout.endswith("lvm")
+    assert r.boot and r.boot.cmdline
+    assert (r.serial_console is not None) == v.console
+    assert r.cloud and r.cloud.cloud_init.installed == r.cloud.cloud_init.enabled == v.cloud_init
+    root = next(e for e in r.fstab if e.mountpoint == "/")
+    assert root.spec.startswith("/dev/sd") == v.fstab_root.startswith("/dev/sd")
+    assert root.resolved == (v.post != "uuid-changed")
+    blocking = [e for e in r.fstab if not e.resolved and not e.nofail]
+    assert bool(blocking) == (v.fstab_missing or v.post == "uuid-changed")
+    k = r.kernels[0]
+    assert k.initramfs and k.initramfs.facts
+    assert k.has_driver("virtio_blk") == (v.initramfs_modules is None)
+    assert r.initramfs_config
+    assert r.initramfs_config.modules == ("list" if v.initramfs_modules else "most")
+    if v.layout.endswith("lvm"):
+        assert k.initramfs.facts.lvm == v.lvm_hook
+    if v.layout == "gpt-uefi":
+        assert r.mountpoints.get("/boot/efi") == "partition 1"
