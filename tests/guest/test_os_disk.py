@@ -175,3 +175,17 @@ def test_summary_lines(debian_disk: pathlib.Path) -> None:
     assert "  fstab /data <- /dev/sdb1: NOT ON THIS DISK [scsi/sata]" in lines
     assert "  fstab /boot <- LABEL=BOOT: partition 1" in lines
     assert "  serial console: ttyS0,115200n8" in lines
+
+
+@needs_tools
+def test_whole_disk_root(tmp_path: pathlib.Path) -> None:
+    """A filesystem on the whole disk (no partition table) is a root too; /dev/vda names it."""
+    root = debian_tree(tmp_path / "root", hostname="flat")
+    write(root, "etc/fstab", "/dev/vda / ext4 defaults 0 1\n")
+    img = tmp_path / "flat.img"
+    _mkfs(img, root, 96 * MiB)
+    with open_disk(str(img), "raw") as disk:
+        info = inspect_guest(disk, inspect_layout(disk), read_initramfs=False)
+    (r,) = info.roots
+    assert r.location == "disk" and r.hostname == "flat"
+    assert r.fstab[0].location == "disk" and r.fstab[0].bus == "virtio"
