@@ -15,11 +15,12 @@ from diskkit.runner import run
 BS = 4096
 
 
-def ext_fanout(tmp: pathlib.Path, depth: int) -> pathlib.Path:
+def ext_fanout(tmp: pathlib.Path, depth: int, ordered: bool = True) -> pathlib.Path:
     """An ext4 image whose /victim has an extent tree of ``depth`` index levels, each node
     full (340 entries of 4 KiB nodes) and every index entry pointing at the same next-level
     node (logical numbers going up along every path, so only a work bound stops it); i_size
-    says 128 MiB. The old walk read the same blocks millions of times (25 s at depth 1, ~35 min
+    says 128 MiB. With ``ordered`` False, every entry starts at logical block 0 and every leaf
+    extent is 32768 blocks long (the shape of the issue's attack). The old walk read the same blocks millions of times (25 s at depth 1, ~35 min
     at depth 2)."""
     root = tmp / "root"
     root.mkdir()
@@ -45,9 +46,10 @@ def ext_fanout(tmp: pathlib.Path, depth: int) -> pathlib.Path:
             struct.pack_into("<HHHHI", node, 0, 0xF30A, per, per, node_depth, 0)
             for i in range(per):
                 if node_depth == 0:
-                    struct.pack_into("<IHHI", node, 12 + 12 * i, base + i, 1, 0, 100 + i)
+                    struct.pack_into("<IHHI", node, 12 + 12 * i, base + i if ordered else 0,
+                                     1 if ordered else 32768, 0, 100 + i)
                 else:
-                    struct.pack_into("<IIHH", node, 12 + 12 * i, base + i,
+                    struct.pack_into("<IIHH", node, 12 + 12 * i, base + i if ordered else 0,
                                      first_node + level, 0, 0)
             base += per - 1
             f.seek((first_node + level - 1) * BS)
@@ -55,7 +57,8 @@ def ext_fanout(tmp: pathlib.Path, depth: int) -> pathlib.Path:
         iblock = bytearray(60)
         struct.pack_into("<HHHHI", iblock, 0, 0xF30A, 4, 4, depth, 0)
         for i in range(4):
-            struct.pack_into("<IIHH", iblock, 12 + 12 * i, i, first_node, 0, 0)
+            struct.pack_into("<IIHH", iblock, 12 + 12 * i, i if ordered else 0, first_node,
+                             0, 0)
         f.seek(inode_at + 0x28)
         f.write(iblock)
         f.seek(inode_at + 0x04)

@@ -77,6 +77,18 @@ def test_ext_extent_fanout(tmp_path, depth, via) -> None:
         assert got["result"] == "ImageError: ext-extent-bound", got
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("via", ["guestfs", "ext"])
+def test_ext_extent_fanout_unordered(tmp_path, depth, via) -> None:
+    """The issue's shape: every entry at logical block 0, 32768-block extents (the old walk
+    read 128 MiB per extent, 1,360 times at depth 1): refused as a malformed tree."""
+    if not which("debugfs"):
+        pytest.skip("debugfs needed")
+    img = hostile_fs.ext_fanout(tmp_path, depth, ordered=False)
+    got = _attack(img, "/victim", via)
+    assert got["result"] == "ImageError: ext-extent-bad", got
+
+
 @pytest.mark.parametrize("via", ["guestfs", "fat"])
 def test_fat32_claiming_a_16_gib_fat_on_16_tib(tmp_path, via) -> None:
     if not which("qemu-io"):
