@@ -128,13 +128,15 @@ class ExtFs:
                 (want_depth is not None and depth != want_depth):
             raise ImageError(f"{self.r.name}: bad ext4 extent header", code="ext-extent-bad")
         if entries > cap or entries > (len(node) - 12) // 12:
-            raise ImageError(f"{self.r.name}: ext4 extent node claims {entries} entries", code="ext-extent-bad")
+            raise ImageError(f"{self.r.name}: ext4 extent node claims {entries} entries",
+                             code="ext-extent-bad")
         last = lo - 1
         if depth == 0:
             for i in range(entries):
                 lblock, length, hi, lo32 = struct.unpack_from("<IHHI", node, 12 + 12 * i)
                 if lblock <= last:
-                    raise ImageError(f"{self.r.name}: ext4 extents out of order", code="ext-extent-bad")
+                    raise ImageError(f"{self.r.name}: ext4 extents out of order",
+                                     code="ext-extent-bad")
                 if lblock >= nblocks:
                     return
                 if length > 32768:  # an unwritten extent reads as zeros: skip it
@@ -147,7 +149,8 @@ class ExtFs:
         index = [struct.unpack_from("<IIH", node, 12 + 12 * i) for i in range(entries)]
         for i, (lblock, leaf_lo, leaf_hi) in enumerate(index):
             if lblock <= last and i:
-                raise ImageError(f"{self.r.name}: ext4 extent index out of order", code="ext-extent-bad")
+                raise ImageError(f"{self.r.name}: ext4 extent index out of order",
+                                 code="ext-extent-bad")
             last = lblock
             if lblock >= nblocks:
                 return

@@ -19,9 +19,9 @@ def ext_fanout(tmp: pathlib.Path, depth: int, ordered: bool = True) -> pathlib.P
     """An ext4 image whose /victim has an extent tree of ``depth`` index levels, each node
     full (340 entries of 4 KiB nodes) and every index entry pointing at the same next-level
     node (logical numbers going up along every path, so only a work bound stops it); i_size
-    says 128 MiB. With ``ordered`` False, every entry starts at logical block 0 and every leaf
-    extent is 32768 blocks long (the shape of the issue's attack). The old walk read the same blocks millions of times (25 s at depth 1, ~35 min
-    at depth 2)."""
+    says 128 MiB. With ``ordered`` False, every entry starts at logical block 0 and every
+    leaf extent is 32768 blocks long (the shape of the issue's attack). The old walk read
+    the same blocks millions of times (25 s at depth 1, ~35 min at depth 2)."""
     root = tmp / "root"
     root.mkdir()
     (root / "victim").write_bytes(b"v" * 65536)
