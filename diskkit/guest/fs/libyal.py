@@ -176,7 +176,10 @@ class LibyalFS(BaseFS):
         e = node.entry
         try:
             if self.fstype in ("vfat", "ntfs"):
-                return self._lstat_windows(e)
+                got = self._lstat_windows(e)
+                if node is self._root_node and not got.is_dir:  # FAT's root has no entry
+                    return FileStat("dir", 0, default_mode("dir"), None, None, got.mtime)
+                return got
             mode = int(e.file_mode)
             kind = kind_of_mode(mode)
             target = None
