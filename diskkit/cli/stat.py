@@ -26,7 +26,8 @@ def stat(target: str, path: str, no_follow: bool = False, partition: int | None 
     mtime = dt.datetime.fromtimestamp(info["mtime"], dt.UTC).isoformat() \
         if info["mtime"] is not None else "-"
     owner = "-" if info["uid"] is None else f"{info['uid']}:{info['gid']}"
-    lines = [f"  Path: {info['path']}" + (f" -> {info['target']}" if info["target"] else ""),
+    link = info["link_target"]
+    lines = [f"  Path: {info['path']}" + (f" -> {link}" if link else ""),
              f"  Kind: {info['kind']}   Size: {info['size']}   "
              f"Mode: {st.filemode(int(info['mode'], 8))} ({info['mode']})   Owner: {owner}",
              f" Mtime: {mtime}   Inode: {info['inode'] if info['inode'] is not None else '-'}",
