@@ -29,6 +29,7 @@ make the map grow without bound).
 from __future__ import annotations
 
 import re
+import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
@@ -81,6 +82,18 @@ def _next_nonzero(raw: bytes, pos: int, limit: int) -> int:
             return found
         pos = end
     return limit
+
+
+_ENTRY = struct.Struct(">QQ")  # an L2 entry and the next one
+_ONE = struct.Struct(">Q")
+
+
+def _table(raw: bytes) -> array:
+    """A table's big-endian 64-bit entries as native integers."""
+    table = array("Q", raw)
+    if _SWAP:
+        table.byteswap()
+    return table
 
 
 def _same_step(table: array, i: int, value: int, step: int, count: int) -> int:
@@ -146,6 +159,8 @@ class Qcow2Reader(Reader):
         self._runs: OrderedDict[int, tuple[list[int], list[Run]]] = OrderedDict()
         self._cached_runs = 0
         self._scanned: set[int] = set()
+        self._all: list[Extent] | None = None  # the whole disk's extents, once listed
+        self._all_starts: list[int] = []
         self._charging = True
         # Entries scanned so far; a file holds at most size/8 of them (plus slack).
         self._budget = container.size // 8 + (1 << 20)
@@ -236,9 +251,6 @@ class Qcow2Reader(Reader):
         """The runs of one L2 table mapping guest bytes from ``base``."""
         cb, cs = self._cb, self._cs
         entries = min(self.header.l2_entries, -(-(self.size - base) // cs))
-        table = array("Q", raw)
-        if _SWAP:
-            table.byteswap()
         runs: list[Run] = []
         size = self.size
 
@@ -253,30 +265,71 @@ class Qcow2Reader(Reader):
             runs.append((g, end, kind, host))
 
         if self._ext:
-            self._scan_extended(base, raw, table, entries, add)
+            self._scan_extended(base, raw, _table(raw), entries, add)
             return runs
+        # Standard entries, the hot loop: inlined (no per-entry calls on the common path);
+        # entries are decoded one by one, the whole table only when a run may follow.
+        match, zero_at = _ZEROS.match, raw.startswith
+        unpack = _ENTRY.unpack_from
+        table: array | None = None
+        data_file = self.header.has_data_file
+        append = runs.append
+        last_kind, last_end, last_host_end = "", -1, -1
+        spent = 0
         pos, limit = 0, entries * 8
-        while (pos := _next_nonzero(raw, pos, limit)) < limit:
-            i = pos >> 3
-            self._spend(1)
-            v = table[i]
+        while pos < limit:
+            chunk_end = min(limit, (pos // _CHUNK + 1) * _CHUNK)
+            if chunk_end - pos == _CHUNK and zero_at(_ZERO_CHUNK, pos):
+                pos = chunk_end
+                continue
+            m = match(raw, pos, chunk_end)
+            found = m.end() if m is not None else chunk_end
+            if found >= chunk_end:
+                pos = chunk_end
+                continue
+            i = found >> 3
+            if i + 1 < entries:
+                v, after = unpack(raw, i << 3)
+            else:
+                v, after = _ONE.unpack_from(raw, i << 3)[0], -1
             g = base + (i << cb)
             k = 1
             if v & _COMPRESSED:
-                add(g, cs, COMPRESSED, v)
-                pos = (i + 1) << 3
-                continue
-            if v & _ZERO_FLAG:
+                kind, host = COMPRESSED, v
+            elif v & _ZERO_FLAG:
                 # a zero cluster (with or without a preallocated host cluster)
-                k = _same_step(table, i, v, cs if v & _OFFSET_MASK else 0, entries - i)
-                add(g, k << cb, ZERO, 0)
+                step = cs if v & _OFFSET_MASK else 0
+                if after == v + step:
+                    if table is None:
+                        table = _table(raw)
+                    k = _same_step(table, i, v, step, entries - i)
+                kind, host = ZERO, 0
             else:
-                host = self._host(v)
-                if host is not None:
+                host = v & _OFFSET_MASK
+                if not host and not (data_file and v & _COPIED):
+                    pos = (i + 1) << 3  # flags only: unallocated
+                    spent += 1
+                    continue
+                if host % cs:
+                    raise ImageError(f"{self.name}: data cluster offset {host} is not "
+                                     "cluster-aligned", code="qcow2-unreadable")
+                if after == v + cs:
+                    if table is None:
+                        table = _table(raw)
                     k = _same_step(table, i, v, cs, entries - i)
-                    add(g, k << cb, DATA, host)
-            self._spend(k - 1)
+                kind = DATA
+            spent += k
+            end = g + (k << cb)
+            if end > size:
+                end = size
+            if kind is last_kind and g == last_end and kind is not COMPRESSED and (
+                    kind is not DATA or host == last_host_end):
+                runs[-1] = (runs[-1][0], end, kind, runs[-1][3])
+            else:
+                append((g, end, kind, host))
+            last_kind, last_end, last_host_end = kind, end, host + (end - g)
             pos = (i + k) << 3
+        self._spend(spent)
         return runs
 
     def _scan_extended(self, base: int, raw: bytes, table: array, entries: int,
@@ -401,8 +454,78 @@ class Qcow2Reader(Reader):
 
     def extents(self, offset: int = 0, length: int | None = None) -> Iterator[Extent]:
         """Data / zero extents from the L1 and L2 tables (and the backing reader's extents
-        for unallocated ranges when a backing file is open)."""
-        return merge_extents(self._raw_extents(offset, length))
+        for unallocated ranges when a backing file is open).
+
+        The whole disk's list is kept once asked for (up to :data:`MAP_CACHE_RUNS` extents):
+        every later call, whatever its window, is a bisection into it."""
+        end = self.size if length is None else min(self.size, offset + length)
+        if self.backing is not None:
+            return merge_extents(self._raw_extents(offset, length))
+        if self._all is None and offset == 0 and end == self.size:
+            whole = self._whole_disk()
+            if len(whole) <= MAP_CACHE_RUNS:
+                self._all = whole
+                self._all_starts = [e.offset for e in whole]
+            return iter(whole)
+        if self._all is not None:
+            return self._cached_extents(offset, end)
+        return (Extent(a, b - a, d) for a, b, d in self._data_runs(offset, end))
+
+    def _whole_disk(self) -> list[Extent]:
+        """The whole disk's extents straight from the table runs (the fast path of
+        :meth:`extents`: no per-piece generator)."""
+        self._load_l1()
+        out: list[Extent] = []
+        append = out.append
+        cur_s = cur_e = 0
+        cur_d = False
+        for index in self._l1_used:
+            for g, e, kind, _host in self._table_runs(index)[1]:
+                d = kind is DATA or kind is COMPRESSED
+                if g > cur_e:  # unallocated before this run
+                    if cur_d:
+                        append(Extent(cur_s, cur_e - cur_s, True))
+                        cur_s, cur_d = cur_e, False
+                    cur_e = g
+                if d is cur_d:
+                    cur_e = e
+                    continue
+                if cur_e > cur_s:
+                    append(Extent(cur_s, cur_e - cur_s, cur_d))
+                cur_s, cur_e, cur_d = g, e, d
+        if self.size > cur_e:
+            if cur_d:
+                append(Extent(cur_s, cur_e - cur_s, True))
+                cur_s, cur_d = cur_e, False
+            cur_e = self.size
+        if cur_e > cur_s:
+            append(Extent(cur_s, cur_e - cur_s, cur_d))
+        return out
+
+    def _cached_extents(self, offset: int, end: int) -> Iterator[Extent]:
+        assert self._all is not None
+        k = max(0, bisect_right(self._all_starts, offset) - 1)
+        for e in self._all[k:]:
+            if e.offset >= end:
+                return
+            lo, hi = max(e.offset, offset), min(e.end, end)
+            if hi > lo:
+                yield e if (lo, hi) == (e.offset, e.end) else Extent(lo, hi - lo, e.data)
+
+    def _data_runs(self, offset: int, end: int) -> Iterator[tuple[int, int, bool]]:
+        """(start, end, holds data) of ``[offset, end)``, adjacent equal ones merged."""
+        cur_s = cur_e = offset
+        cur_d = False
+        for g, n, kind, _host in self._pieces(offset, end):
+            d = kind is DATA or kind is COMPRESSED
+            if d is cur_d and g == cur_e:
+                cur_e = g + n
+                continue
+            if cur_e > cur_s:
+                yield cur_s, cur_e, cur_d
+            cur_s, cur_e, cur_d = g, g + n, d
+        if cur_e > cur_s:
+            yield cur_s, cur_e, cur_d
 
     def _raw_extents(self, offset: int, length: int | None) -> Iterator[Extent]:
         for g, n, kind in self.mapping(offset, length):
