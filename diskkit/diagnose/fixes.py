@@ -9,12 +9,30 @@ from diskkit.formats import registry
 UEFI_PROPERTIES = "--property hw_firmware_type=uefi --property hw_machine_type=q35"
 
 
+#: qemu drivers whose images can name a backing file that ``qemu-img convert`` would open.
+_BACKING_DRIVERS = frozenset({"qcow2", "qed", "vmdk", "qcow"})
+
+
+def qemu_source(qfmt: str, path: str) -> str:
+    """The source arguments of a ``qemu-img convert`` that is safe on a hostile image: for
+    formats that can name a backing file, a ``json:`` filename with ``"backing": null`` and the
+    ``file`` protocol driver, so qemu opens no file the image names (the guest then loses
+    what a backing file held, which a hostile image must not get anyway)."""
+    if qfmt in _BACKING_DRIVERS:
+        return ("'json:{\"driver\": \"" + qfmt + "\", \"backing\": null, \"file\": "
+                "{\"driver\": \"file\", \"filename\": \"" + path + "\"}}'")
+    return f"-f {qfmt} {path}"
+
+
 def container_as_raw(fmt: str) -> str:
     """qcow2/VMDK/... bytes sent as raw."""
     info = registry.lookup(fmt)
     qfmt = info.qemu if info is not None and info.qemu else fmt
-    return (f"convert it and upload the result as raw: qemu-img convert -f {qfmt} -O raw "
-            f"IMAGE.{fmt} IMAGE.raw && openstack image create --disk-format raw "
+    return (f"convert it and upload the result as raw: qemu-img convert -O raw "
+            f"{qemu_source(qfmt, f'IMAGE.{fmt}')} IMAGE.raw"
+            + (" (this form opens no backing file the image names)"
+               if qfmt in _BACKING_DRIVERS else "")
+            + " && openstack image create --disk-format raw "
             "--container-format bare --file IMAGE.raw NAME (or upload the original with "
             f"--disk-format {fmt}); then create the volume again from it: openstack volume "
             "create --image NAME --size GB VOLUME")

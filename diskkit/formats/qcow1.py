@@ -58,9 +58,11 @@ def probe(src: Source) -> Match | None:
         findings.append(finding(
             "qcow2-backing-file", Severity.ERROR,
             "qcow image names a backing file: qemu would open another file",
-            "convert it without its backing chain (qemu-img convert -f qcow -O qcow2 ...) "
-            "on a trusted host", [hdr.evidence("backing file offset", "backing_file_offset",
-                                               "backing_file_size")]))
+            "refuse it; to keep only its own data, convert it without opening the backing "
+            "file: qemu-img convert -O qcow2 'json:{\"driver\": \"qcow\", \"backing\": "
+            "null, \"file\": {\"driver\": \"file\", \"filename\": \"IMAGE\"}}' OUT.qcow2 "
+            "(blocks the backing file held read as zeros)",
+            [hdr.evidence("backing file offset", "backing_file_offset", "backing_file_size")]))
     if hdr.crypt_method:
         findings.append(finding(
             "encrypted", Severity.ERROR,

@@ -39,6 +39,17 @@ def _oob(what: str, offset: int, data: bytes, **details: Any) -> Finding:
                    [(what, offset, data)], **details)
 
 
+#: The fix of ``qcow2-backing-file``: safe to paste on the very image it is printed for.
+#: ``qemu-img convert`` (a "flatten") would read the backing file the image names, on this
+#: host: a hostile image naming /etc/passwd gets it copied into the output. ``rebase -u``
+#: (unsafe mode) only rewrites the header and opens no backing file (qemu-img(1)).
+BACKING_FIX = ("refuse the image (ask for a flattened one: its author has the backing file). "
+               "To keep it anyway, drop the reference without opening it: qemu-img rebase -u "
+               "-f qcow2 -b '' IMAGE (the guest then loses every block the backing file "
+               "held: they read as zeros). Never qemu-img convert it here: convert reads the "
+               "backing file on this host")
+
+
 def unreadable(exc: Qcow2HeaderError, head: bytes) -> Finding:
     """The ``qcow2-bad-version`` / ``qcow2-bad-header`` finding for a header qemu cannot
     read (the readers refuse it with the same code)."""
@@ -48,7 +59,9 @@ def unreadable(exc: Qcow2HeaderError, head: bytes) -> Finding:
         version = int.from_bytes(head[4:8], "big")
         if version == 1:  # qemu's legacy "qcow" format shares the magic (block/qcow.c)
             fix = ("this is the legacy qcow (version 1) format, which OpenStack refuses: "
-                   "convert it on a trusted host (qemu-img convert -f qcow -O qcow2 IN OUT)")
+                   "convert it without opening any backing file it names (qemu-img convert "
+                   "-O qcow2 'json:{\"driver\": \"qcow\", \"backing\": null, \"file\": "
+                   "{\"driver\": \"file\", \"filename\": \"IMAGE\"}}' OUT.qcow2)")
         else:
             fix = ("refuse the image: no qemu reads this version; ask for a qcow2 written "
                    "with compat=1.1 (version 3) or compat=0.10 (version 2)")
@@ -72,8 +85,7 @@ def checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
             "qcow2-backing-file", Severity.ERROR,
             f"qcow2 image has a backing file {backing!r}: qemu would open that path on the "
             "host (CVE-2024-32498)",
-            "flatten it on a trusted host: qemu-img convert -f qcow2 -O qcow2 IN OUT "
-            "(or refuse it)", [("backing file offset and size", 8, head[8:20])],
+            BACKING_FIX, [("backing file offset and size", 8, head[8:20])],
             backing_file=backing, backing_format=h.backing_format))
     incompat = h.incompatible_features
     data_file = h.data_file
@@ -82,8 +94,9 @@ def checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
             "qcow2-data-file", Severity.ERROR,
             f"qcow2 image keeps its data in an external file {data_file!r}: qemu would open "
             "that path on the host (CVE-2024-32498)",
-            "refuse the image; only a trusted host should convert it "
-            "(qemu-img convert -f qcow2 -O qcow2 IN OUT)",
+            "refuse the image: every qemu-img command that reads its data (convert, "
+            "compare, dd) opens the external file it names; only its author, who has that "
+            "file, can rebuild it",
             [("incompatible features", 72, head[72:80])], data_file=data_file))
     unknown = incompat & ~KNOWN_INCOMPATIBLE
     if unknown:
@@ -96,8 +109,11 @@ def checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
             "qcow2-extended-l2", Severity.ERROR,
             "qcow2 image uses extended L2 entries (incompatible bit 4): Glance and Nova "
             "refuse it (oslo.utils' inspector knows bits 0-3 only), and qemu before 5.2 "
-            "cannot open it", "convert it without subclusters: qemu-img convert -f qcow2 "
-            "-O qcow2 -o extended_l2=off IN OUT", [("incompatible features", 72,
+            "cannot open it",
+            "convert it without subclusters (and without opening any backing file it names): "
+            "qemu-img convert -O qcow2 -o extended_l2=off 'json:{\"driver\": "
+            "\"qcow2\", \"backing\": null, \"file\": {\"driver\": \"file\", \"filename\": "
+            "\"IMAGE\"}}' OUT.qcow2", [("incompatible features", 72,
                                                      head[72:80])]))
     if incompat & INCOMPAT_CORRUPT:
         out.append(finding("qcow2-corrupt", Severity.WARNING,

@@ -25,7 +25,9 @@ def probe(src: Source) -> Match | None:
     findings = [finding(
         "qed-unsupported", Severity.ERROR,
         "QED images are no longer maintained and are refused by OpenStack",
-        "convert it on a trusted host: qemu-img convert -f qed -O qcow2 IN OUT",
+        "convert it to qcow2 without opening any backing file it names: qemu-img convert "
+        "-O qcow2 'json:{\"driver\": \"qed\", \"backing\": null, \"file\": {\"driver\": "
+        "\"file\", \"filename\": \"IMAGE.qed\"}}' OUT.qcow2",
         [("QED magic", 0, MAGIC)])]
     if features & 1:
         name = None

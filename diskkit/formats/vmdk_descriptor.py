@@ -119,8 +119,9 @@ def check(desc: Descriptor, offset: int, raw: bytes, *, embedded: bool) -> list[
             "vmdk-create-type", Severity.ERROR,
             f"VMDK createType is {ct!r}: only monolithicSparse and streamOptimized keep all "
             "data inside the one file (CVE-2022-47951)",
-            "convert it to a single-file format: qemu-img convert -f vmdk -O qcow2 IN OUT "
-            "(on a trusted host, after checking the extent files it names)",
+            "refuse it and ask its author for a monolithicSparse or streamOptimized VMDK: "
+            "converting it (qemu-img convert) reads the extent files its descriptor names, "
+            "on the host that runs the conversion",
             [("createType in the descriptor", offset, raw[:512])], create_type=ct))
     for ext in desc.extents:
         if ext.file is None:
@@ -139,7 +140,11 @@ def check(desc: Descriptor, offset: int, raw: bytes, *, embedded: bool) -> list[
         out.append(finding(
             "vmdk-parent", Severity.ERROR,
             f"VMDK is a delta link whose parent is {desc.parent!r}: qemu would open that file",
-            "flatten it on a trusted host (qemu-img convert) before upload",
+            "refuse it and ask its author for a flattened VMDK: a plain qemu-img convert reads "
+            "the parent it names on this host; to keep only the delta's own data: qemu-img "
+            "convert -O qcow2 'json:{\"driver\": \"vmdk\", \"backing\": null, \"file\": "
+            "{\"driver\": \"file\", \"filename\": \"IMAGE.vmdk\"}}' OUT.qcow2 (blocks the "
+            "parent held read as zeros)",
             [("parentFileNameHint", offset, None)], parent=desc.parent))
     if desc.bad_lines or (not desc.extents and not embedded):
         what = (f"line {desc.bad_lines[0][0]}: {desc.bad_lines[0][1]!r}" if desc.bad_lines

@@ -31,13 +31,16 @@ def test_exit_codes_and_json(boot_samples: dict[str, Any]) -> None:
                    "--json")
     assert bad.returncode == 1
     data = json.loads(bad.stdout)
-    assert (data["will_boot"], data["cause"], data["detected_format"]) == (False,
+    assert (data["will_boot"], data["cause"], data["format"]) == (False,
                                                                            "container-as-raw",
                                                                            "qcow2")
     ev = data["findings"][0]["evidence"]
+    assert data["open_format"] == "raw"
     assert ev[0]["offset"] == 0 and bytes.fromhex(ev[0]["bytes"])[:4] == b"QFI\xfb"
     assert ev[1]["offset"] == 0x1FE and ev[1]["bytes"] != "55aa"
-    assert "qemu-img convert -f qcow2 -O raw" in data["findings"][0]["fix"]
+    # the conversion opens no backing file the image may name (docs/security.md)
+    assert """qemu-img convert -O raw 'json:{"driver": "qcow2", "backing": null""" in \
+        data["findings"][0]["fix"]
 
 
 def test_human_output_has_cause_evidence_fix(boot_samples: dict[str, Any]) -> None:
