@@ -39,6 +39,7 @@ FILESYSTEMS = ("ext4", "xfs", "btrfs", "vfat", "jbd2")
 MAPPER = ("dm_mod", "dm_crypt", "raid1", "md_mod")
 INTERESTING = STORAGE + FILESYSTEMS + MAPPER
 
+_NONZERO = re.compile(rb"[^\0]")
 _MODULE_RE = re.compile(r"(?:^|/)lib/modules/([^/]+)/.*?([^/]+)\.ko(?:\.(?:xz|zst|gz))?$")
 
 
@@ -109,58 +110,64 @@ class _Cpio:
         self.error = ""
 
     def feed(self, data: bytes) -> bool:
-        """Consume ``data``; False once the stream is unusable (bad header, bound reached)."""
+        """Consume ``data``; False once the stream is unusable (bad header, bound reached).
+        Work is linear in the bytes fed: data is skipped by count, never copied."""
         if self.error:
             return False
         if self.skip:
             n = min(self.skip, len(data))
             self.skip -= n
             data = data[n:]
-        self.buf += data
-        while True:
-            if self.skip:
-                n = min(self.skip, len(self.buf))
-                del self.buf[:n]
-                self.skip -= n
+            if not data:
+                return True
+        # only a partial header is ever carried over, so this copies little
+        buf: bytes = bytes(self.buf) + data if self.buf else data
+        pos = 0
+        try:
+            while True:
                 if self.skip:
+                    n = min(self.skip, len(buf) - pos)
+                    pos += n
+                    self.skip -= n
+                    if self.skip:
+                        return True
+                # zero padding between (and after) archives, skipped at C speed
+                if pos < len(buf) and buf[pos] == 0:
+                    m = _NONZERO.search(buf, pos)
+                    pos = m.start() if m else len(buf)
+                if len(buf) - pos < 110:
                     return True
-            # zero padding between (and after) archives
-            i = 0
-            while i < len(self.buf) and self.buf[i] == 0:
-                i += 1
-            if i:
-                del self.buf[:i]
-            if len(self.buf) < 110:
-                return True
-            magic = bytes(self.buf[:6])
-            if magic not in (b"070701", b"070702"):
-                self.error = f"not a cpio newc header: {magic!r}"
-                return False
-            try:
-                fields = [int(self.buf[6 + 8 * k: 14 + 8 * k], 16) for k in range(13)]
-            except ValueError:
-                self.error = "cpio header with non-hex fields"
-                return False
-            mode, filesize, namesize = fields[1], fields[6], fields[11]
-            if namesize == 0 or namesize > _MAX_NAME:
-                self.error = f"cpio name size {namesize} out of bounds"
-                return False
-            head = (110 + namesize + 3) & ~3
-            if len(self.buf) < head:
-                return True
-            name = bytes(self.buf[110:110 + namesize - 1]).decode("utf-8", "replace")
-            del self.buf[:head]
-            self.skip = (filesize + 3) & ~3
-            if name == "TRAILER!!!":
-                continue
-            if self.budget[0] <= 0:
-                self.error = f"more than {MAX_ENTRIES} entries"
-                return False
-            self.budget[0] -= 1
-            self.count += 1
-            while name.startswith("./"):
-                name = name[2:]
-            self.sink.append(Entry(name.lstrip("/"), mode, filesize))
+                magic = bytes(buf[pos:pos + 6])
+                if magic not in (b"070701", b"070702"):
+                    self.error = f"not a cpio newc header: {magic!r}"
+                    return False
+                try:
+                    fields = [int(buf[pos + 6 + 8 * k: pos + 14 + 8 * k], 16) for k in range(13)]
+                except ValueError:
+                    self.error = "cpio header with non-hex fields"
+                    return False
+                mode, filesize, namesize = fields[1], fields[6], fields[11]
+                if namesize == 0 or namesize > _MAX_NAME:
+                    self.error = f"cpio name size {namesize} out of bounds"
+                    return False
+                head = (110 + namesize + 3) & ~3
+                if len(buf) - pos < head:
+                    return True
+                name = bytes(buf[pos + 110:pos + 110 + namesize - 1]).decode("utf-8", "replace")
+                pos += head
+                self.skip = (filesize + 3) & ~3
+                if name == "TRAILER!!!":
+                    continue
+                if self.budget[0] <= 0:
+                    self.error = f"more than {MAX_ENTRIES} entries"
+                    return False
+                self.budget[0] -= 1
+                self.count += 1
+                while name.startswith("./"):
+                    name = name[2:]
+                self.sink.append(Entry(name.lstrip("/"), mode, filesize))
+        finally:
+            self.buf = bytearray(buf[pos:])
 
     def finished(self) -> bool:
         """True when the stream ended between entries."""
@@ -196,13 +203,30 @@ def _decompressor(kind: str) -> Callable[[bytes], tuple[bytes, bool, bytes]]:
                 raise ValueError("bzip2 ratio too high")
             return out, bz.eof, bz.unused_data if bz.eof else b""
         return step
-    if kind == "zstd":
-        zs = zstandard.ZstdDecompressor().decompressobj()
-        def step(b: bytes) -> tuple[bytes, bool, bytes]:
-            out = zs.decompress(b)
-            return out, zs.eof, zs.unused_data if zs.eof else b""
-        return step
     raise ValueError(kind)
+
+
+def zstd_frame_end(data: bytes, pos: int) -> int | None:
+    """Where the zstd frame at ``pos`` ends (RFC 8878: frame header, then blocks up to the
+    last one, then the optional checksum), walking block headers only; None if the file
+    ends first or a block is reserved."""
+    if data[pos:pos + 4] != b"\x28\xb5\x2f\xfd" or pos + 5 > len(data):
+        return None
+    fhd = data[pos + 4]
+    single = bool(fhd & 0x20)
+    fcs = (0 if not single else 1, 2, 4, 8)[fhd >> 6]
+    did = (0, 1, 2, 4)[fhd & 3]
+    p = pos + 5 + (0 if single else 1) + did + fcs
+    while p + 3 <= len(data):
+        bh = int.from_bytes(data[p:p + 3], "little")
+        last, btype, size = bh & 1, (bh >> 1) & 3, bh >> 3
+        if btype == 3:
+            return None
+        p += 3 + (1 if btype == 1 else size)
+        if last:
+            p += 4 if fhd & 0x04 else 0
+            return p if p <= len(data) else None
+    return None
 
 
 def _lz4_legacy(data: bytes, pos: int) -> Iterator[bytes | int]:
@@ -277,9 +301,26 @@ def list_initramfs(data: bytes, *, max_output: int = MAX_OUTPUT,
                     if not cp.feed(piece):
                         break
                 pos = end
+            elif kind == "zstd":
+                frame_end = zstd_frame_end(data, pos)
+                if frame_end is None:
+                    truncated = True
+                    raise ValueError("the zstd frame does not end in the file")
+                reader = zstandard.ZstdDecompressor().stream_reader(
+                    memoryview(data)[pos:frame_end], read_across_frames=False)
+                while True:
+                    out = reader.read(_CHUNK * 8)
+                    if not out:
+                        break
+                    out_left -= len(out)
+                    if out_left < 0:
+                        raise ValueError(f"more than {max_output} bytes decompressed")
+                    if not cp.feed(out):
+                        break
+                pos = frame_end
             else:
                 step = _decompressor(kind)
-                chunk = 1024 if kind == "zstd" else 64 << 10
+                chunk = 64 << 10
                 p = pos
                 done = False
                 while p < len(data) and not done:
