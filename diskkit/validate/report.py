@@ -10,7 +10,7 @@ from typing import Any
 from diskkit import exitcodes
 from diskkit.errors import HostError, ImageError
 from diskkit.findings import Finding, Severity
-from diskkit.formats import safety
+from diskkit.formats import registry, safety
 from diskkit.readers.base import Reader
 from diskkit.target import Target, parse_target
 
@@ -142,7 +142,9 @@ def validate(target: str | Target, *, disk_format: str | None = None,
         det = up.detection
         # the guest disk is read whenever it is safe to open (upload-only refusals, such as
         # a hybrid MBR, still get readiness and properties)
-        opens = det is not None and not safety.blocking(det.findings)
+        info = registry.lookup(det.format) if det is not None else None
+        opens = (det is not None and not safety.blocking(det.findings) and info is not None
+                 and info.read not in (registry.ReadVia.REFUSE, registry.ReadVia.UNPACK))
         if guest and opens:
             owned = False  # disk_from takes the container over
             try:
@@ -150,7 +152,8 @@ def validate(target: str | Target, *, disk_format: str | None = None,
             except (ImageError, HostError) as exc:
                 v.notes.append(f"the guest disk could not be read: {exc}")
         elif guest:
-            v.notes.append("the guest disk was not opened: the image is not safe to open")
+            v.notes.append("the guest disk was not opened: the image is not safe to open, "
+                           "or not readable without a key or unpacking")
         if v.properties is None and det is not None:
             v.properties = Properties(disk_format=disk_format or up.disk_format,
                                       name=os.path.basename(t.display).rsplit(".", 1)[0])

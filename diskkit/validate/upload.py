@@ -42,6 +42,9 @@ class Upload:
     differences: list[dict[str, Any]] = field(default_factory=list)
     #: The command that makes an uploadable image, when the format needs converting.
     convert: str | None = None
+    #: ``qemu-img info -f DRIVER`` for formats OpenStack does not take: {"driver",
+    #: "virtual_size"} (qemu's own word on the size diskkit read from the header).
+    qemu_info: dict[str, Any] | None = None
 
     @property
     def safe(self) -> bool:
@@ -60,6 +63,7 @@ class Upload:
             "glance_accepts": self.glance.accepts if self.glance else None,
             "glance": self.glance.to_dict() if self.glance else None,
             "differences": self.differences, "convert": self.convert,
+            "qemu_info": self.qemu_info,
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -155,6 +159,22 @@ def glance_finding(g: GlanceVerdict) -> Finding:
                    {"oslo_format": g.oslo_format, "safety_failures": g.failures})
 
 
+def qemu_info(path: str, fmt: str) -> dict[str, Any]:
+    """``qemu-img info -f DRIVER --output=json`` (the driver from the registry; qemu-img
+    info never opens backing files) as {"driver", "virtual_size"}, or {"driver", "error"}."""
+    import json
+
+    from diskkit.errors import CommandError, HostError
+    from diskkit.runner import run
+
+    driver = registry.qemu_driver(fmt)
+    try:
+        out = run(["qemu-img", "info", "-f", driver, "--output=json", path], timeout=30).stdout
+        return {"driver": driver, "virtual_size": json.loads(out).get("virtual-size")}
+    except (CommandError, HostError, ValueError) as exc:
+        return {"driver": driver, "error": str(exc)}
+
+
 def _convert(qemu: str, path: str | None) -> str:
     """The conversion to qcow2, paths shell-quoted; the output never overwrites the input."""
     if not path:
@@ -192,11 +212,21 @@ def check_upload(reader: Reader, path: str | None, declared: str | None = None, 
         findings.append(unreadable(exc, reader))
     disk_format = suggested_disk_format(det) if det else None
     convert = None
+    qinfo: dict[str, Any] | None = None
     if det is not None:
         findings += det.findings
         info = registry.lookup(det.format)
-        if info is not None and info.is_disk and info.glance is None and info.qemu:
+        if info is not None and info.is_disk and info.glance is None and info.qemu \
+                and info.read is not registry.ReadVia.REFUSE:  # (LUKS needs its key first)
             convert = _convert(info.qemu, path)
+            if path is not None:
+                qinfo = qemu_info(path, info.name)
+                size = qinfo.get("virtual_size")
+                if size is not None and size != det.virtual_size:
+                    findings.append(Finding(
+                        "qemu-size-mismatch", Severity.WARNING,
+                        f"qemu-img info -f {qinfo['driver']} says {size} bytes, the "
+                        f"{det.format} header {det.virtual_size}", (), None, qinfo))
         if declared is not None:
             if declared == "ploop" and det.format == "parallels":
                 pass  # ploop's files are Parallels images: same bytes, same qemu driver
@@ -204,7 +234,7 @@ def check_upload(reader: Reader, path: str | None, declared: str | None = None, 
                 findings += safety.check_declared(det, "raw") if det.format != "raw" else []
             else:
                 findings += safety.check_declared(det, declared)
-    up = Upload(det, declared, disk_format, findings, convert=convert)
+    up = Upload(det, declared, disk_format, findings, convert=convert, qemu_info=qinfo)
     if glance and path is not None:
         # With nothing to declare (an archive, a format Glance lacks, a damaged header):
         # what Glance does with it declared raw.

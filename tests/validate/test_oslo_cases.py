@@ -69,9 +69,18 @@ def _gpt(d: pathlib.Path, name: str) -> pathlib.Path:
 
 
 def _luks(d: pathlib.Path, name: str, size: int) -> pathlib.Path:
+    from diskkit.errors import CommandError
+
     p = d / name
-    qemu_img("create", "-q", "-f", "luks", "--object", "secret,id=sec0,data=secret-passphrase",
-             "-o", "key-secret=sec0,iter-time=10", p, size)
+    for attempt in range(3):  # qemu-img times its PBKDF and fails on a busy host
+        try:
+            qemu_img("create", "-q", "-f", "luks", "--object",
+                     "secret,id=sec0,data=secret-passphrase", "-o",
+                     "key-secret=sec0,iter-time=10", p, size)
+            break
+        except CommandError:
+            if attempt == 2:
+                raise
     return p
 
 

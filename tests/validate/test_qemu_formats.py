@@ -107,6 +107,9 @@ def test_named_with_qemus_size_and_refused(tmp_path: pathlib.Path, name: str) ->
     assert own.blocking and f"qemu-img convert -f {qemu} -O qcow2" in (own.fix or "")
     assert own.evidence and own.evidence[0].data  # the magic, read from the file
     assert not up.safe and up.disk_format is None
+    # qemu-img info -f DRIVER (driver from the registry) agrees with the header
+    assert up.qemu_info == {"driver": qemu, "virtual_size": info["virtual-size"]}
+    assert "qemu-size-mismatch" not in {f.code for f in up.findings}
     # the conversion is printed ready to paste: it runs, and its output is accepted
     assert up.convert is not None
     argv = shlex.split(up.convert)
@@ -165,8 +168,12 @@ def test_truncated_qcow2_is_a_finding(tmp_path: pathlib.Path, cut: int) -> None:
 
 def test_luks_reason_names_nova(tmp_path: pathlib.Path) -> None:
     p = tmp_path / "x.luks"
-    run(["qemu-img", "create", "-q", "-f", "luks", "--object", "secret,id=s,data=pw",
-         "-o", "key-secret=s,iter-time=10", str(p), "4M"], timeout=120)
+    with open(p, "wb") as f:
+        f.truncate(8 * MI)
+    key = tmp_path / "key"
+    key.write_bytes(b"pw")
+    run(["cryptsetup", "luksFormat", "-q", "--type", "luks1", "--pbkdf-force-iterations",
+         "1000", "--key-file", str(key), str(p)], timeout=120)
     v = validate(str(p))
     f = next(f for f in v.findings if f.code == "luks-image")
     assert f.blocking and "Nova" in f.message and v.exit_code == 1
