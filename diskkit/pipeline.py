@@ -307,6 +307,7 @@ class Inspection:
         rep.layout = self.layout
         rep.sections.update(self.layout.to_dict())
         rep.findings.extend(self.layout.findings)
+        rep.disk_findings.extend(self.layout.findings)
         if self.boot is None:
             exc = self.error("boot")
             rep.sections["boot"] = {"error": str(exc), "code": exc.code if exc else None}
@@ -314,6 +315,7 @@ class Inspection:
         rep.boot = self.boot
         rep.sections["boot"] = self.boot.to_dict()
         rep.findings.extend(self.boot.findings)
+        rep.disk_findings.extend(self.boot.findings)
         return rep
 
     # -- life cycle --------------------------------------------------------------------------
@@ -351,6 +353,9 @@ class ImageReport:
     #: The Layout and BootInfo objects behind those sections, when the disk was read.
     layout: Any = None
     boot: Any = None
+    #: The layout and boot findings among ``findings``: facts about the disk's contents, not
+    #: about upload safety (docs/json.md: ``safe`` means the same in info and check).
+    disk_findings: list[Finding] = field(default_factory=list)
 
     @property
     def format(self) -> str:
@@ -359,8 +364,10 @@ class ImageReport:
 
     @property
     def safe(self) -> bool:
-        """True when no finding blocks."""
-        return not any(f.blocking for f in self.findings)
+        """Safe to upload and open: no upload-safety finding blocks (layout and boot
+        findings, such as a disk without boot code, are reported but do not count)."""
+        disk = {id(f) for f in self.disk_findings}
+        return not any(f.blocking for f in self.findings if id(f) not in disk)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

@@ -71,10 +71,15 @@ class RunState:
                             hint="set DISKKIT_RUN_DIR to a writable place") from None
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         d = root / run_id
-        d.mkdir(mode=0o700)
         state = cls(d, run_id, {"pid": os.getpid(), "created": time.time(), "complete": False,
                                 **info})
-        state.save()
+        try:  # a run directory that exists but cannot be written to: one line, exit 3
+            d.mkdir(mode=0o700)
+            state.save()
+        except OSError as exc:
+            raise HostError(f"cannot write in the run directory {root}: {exc.strerror}",
+                            code="run-dir",
+                            hint="set DISKKIT_RUN_DIR to a writable place") from None
         return state
 
     @classmethod

@@ -102,7 +102,7 @@ class BootOutcome:
         """JSON form."""
         return {"outcome": self.outcome, "booted": self.booted, "loader": self.loader,
                 "firmware": self.firmware, "as": self.media, "bus": self.bus,
-                "format": self.format, "accel": self.accel, "seconds": round(self.seconds, 2),
+                "open_format": self.format, "accel": self.accel, "seconds": round(self.seconds, 2),
                 "firmware_messages": list(self.messages), "screen": self.screen,
                 "console": self.console[-2000:], "screenshot": self.screenshot,
                 "until": self.until, "stage": self.stage, "evidence": list(self.evidence),

@@ -188,8 +188,9 @@ class Listener:
 
 def _one(i: int, item: BatchItem, base: engine.Request, state: _State, listener: Listener,
          cancel: threading.Event) -> dict[str, Any]:
-    out: dict[str, Any] = {"index": i, "source": item.source, "target": item.target,
-                           "target_format": item.out_format}
+    # "index" is 1-based, as the text output's "#1" (docs/json.md: numbering starts at 1)
+    out: dict[str, Any] = {"index": i + 1, "source": item.source, "target": item.target,
+                           "target_format": engine.openstack_name(item.out_format)}
     if cancel.is_set():
         raise engine.qemuimg.Cancelled()
     try:

@@ -86,7 +86,8 @@ class Result:
         """JSON-ready form."""
         rate = (self.virtual_size or 0) / self.convert_seconds if self.convert_seconds else None
         return {"status": "converted", "source": self.source, "target": self.target,
-                "source_format": self.source_format, "target_format": self.target_format,
+                "source_format": openstack_name(self.source_format),
+                "target_format": openstack_name(self.target_format),
                 "virtual_size": self.virtual_size, "required_bytes": self.required_bytes,
                 "available_bytes": self.available_bytes, "target_bytes": self.target_bytes,
                 "convert_seconds": round(self.convert_seconds, 3),
@@ -95,6 +96,15 @@ class Result:
                 "throughput_bytes_per_second": int(rate) if rate else None,
                 "verified": self.verified, "command": self.command,
                 "findings": [f.to_dict() for f in self.findings]}
+
+
+def openstack_name(fmt: str) -> str:
+    """The OpenStack/diskkit name of a format or qemu driver name (``vpc`` -> ``vhd``), as
+    every command's JSON says it (docs/json.md)."""
+    from diskkit.formats import registry
+
+    info = registry.lookup(fmt)
+    return info.name if info is not None else fmt
 
 
 def _say(message: str) -> None:

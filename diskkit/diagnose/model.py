@@ -34,10 +34,18 @@ class Diagnosis:
         """The finding that decides the verdict, when the verdict is False."""
         return self.findings[0] if self.findings and self.will_boot is False else None
 
+    def to_json(self) -> Any:
+        """Exactly what the command prints with --json (:func:`diskkit.jsonable.jsonable`)."""
+        from diskkit.jsonable import jsonable
+
+        return jsonable(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form (docs/json.md, "diagnose")."""
-        return {"target": self.target, "format": self.format,
-                "detected_format": self.detected_format, "firmware": self.firmware,
+        # docs/json.md: "format" is always what the bytes are; "open_format" what the
+        # hypervisor is told.
+        return {"target": self.target, "format": self.detected_format,
+                "open_format": self.format, "firmware": self.firmware,
                 "as": self.media, "will_boot": self.will_boot, "reason": self.reason,
                 "cause": self.cause.code if self.cause else None,
                 "findings": [f.to_dict() for f in self.findings], "facts": self.facts,

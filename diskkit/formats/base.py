@@ -11,6 +11,7 @@ fixed budget so a hostile header can never make detection read or allocate much.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +122,7 @@ def one(fmt: str, data: bytes, offset: int, what: str) -> Any:
 
 
 def finding(code: str, severity: Severity, message: str, fix: str | None = None,
-            evidence: list[tuple[str, int | None, bytes | None]] | None = None,
+            evidence: Sequence[tuple[str, int | None, bytes | None]] | None = None,
             **details: Any) -> Finding:
     """Shorthand for a :class:`Finding` with file-space evidence ``(note, offset, bytes)``."""
     ev = tuple([Evidence(note, off, data) for note, off, data in evidence]) if evidence else ()

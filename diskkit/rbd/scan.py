@@ -64,8 +64,8 @@ class ScanRow:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (docs/json.md, ``scan``)."""
-        return {"image": self.image, "spec": self.spec, "size": self.size,
-                "allocated": self.allocated, "format": self.format,
+        return {"image": self.image, "spec": self.spec, "virtual_size": self.size,
+                "actual_size": self.allocated, "format": self.format,
                 "formats_matched": list(self.formats_matched), "parent": self.parent,
                 "parent_format": self.parent_format, "raw": self.raw, "safe": self.safe,
                 "will_boot": self.will_boot, "boot_reason": self.boot_reason,

@@ -93,8 +93,8 @@ def test_bad_uris_and_missing_images_one_line(rbd_images: RbdImages, uri: str, c
 def test_diagnose_on_rbd(rbd_images: RbdImages, name: str, will_boot: bool) -> None:
     r = diskkit("diagnose", rbd_images.uri(name), "--json")
     out = json.loads(r.stdout)
-    assert out["format"] == "raw"  # an RBD volume is attached as raw
-    assert out["detected_format"] == _qemu(rbd_images, name)["format"]
+    assert out["open_format"] == "raw"  # an RBD volume is attached as raw
+    assert out["format"] == _qemu(rbd_images, name)["format"]
     assert out["will_boot"] is will_boot
     assert r.returncode == 1
 
@@ -126,10 +126,10 @@ def test_scan_finds_every_non_raw_image(rbd_images: RbdImages) -> None:
     rows = {row["image"]: row for row in out["rows"]}
     assert rows["vol-from-qcow2"]["parent"] == f"{rbd_images.pool}/qcow2-bytes@snap"
     assert rows["vol-from-qcow2"]["parent_format"] == "qcow2"
-    assert rows["blank-1t"]["size"] == 1 << 40 and rows["blank-1t"]["allocated"] == 0
+    assert rows["blank-1t"]["virtual_size"] == 1 << 40 and rows["blank-1t"]["actual_size"] == 0
     assert rows["blank-1t"]["will_boot"] is False
     for n in names:
-        assert rows[n]["size"] == rbd_images.rbd_json("info",
+        assert rows[n]["virtual_size"] == rbd_images.rbd_json("info",
                                                       f"{rbd_images.pool}/{n}")["size"]
 
 
