@@ -73,7 +73,7 @@ def cleanup(everything: bool = False) -> list[dict[str, Any]]:
     cleaned (id, mountpoint, steps undone; ``error`` for a run that could not be undone)."""
     from diskkit.backends.mounts import mounted_at
 
-    cleaned = []
+    cleaned: list[dict[str, Any]] = []
     for run in all_runs():
         complete = run.info.get("complete")
         mp = run.info.get("mountpoint")

@@ -22,11 +22,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from diskkit.backends.state import RunState
-from diskkit.errors import DiskkitError, InternalError
+from diskkit.errors import DiskkitError, InternalError, UserError
 
 log = logging.getLogger("diskkit.backends")
 
@@ -122,7 +123,7 @@ class Teardown:
     def step(self, kind: str, **data: Any) -> dict[str, Any]:
         """Record a step about to be done; returns its data dict, to be completed with
         :meth:`done` once the step succeeded (the undo must cope with either state)."""
-        entry = {"kind": kind, "done": False, "data": dict(data)}
+        entry: dict[str, Any] = {"kind": kind, "done": False, "data": dict(data)}
         self.run.steps.append(entry)
         self.run.save()
         return entry["data"]
@@ -189,3 +190,143 @@ def undo_all(run: RunState) -> None:
     if first is not None:
         raise first
     run.remove_dir()
+
+
+# -- the Backend protocol -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a filesystem is on a disk: the whole ``disk``, ``partition`` N, or the logical
+    volume ``vg``/``lv``. ``str()`` gives the layout's spelling ("partition 2", "lv vg/root")."""
+
+    kind: str
+    number: int | None = None
+    vg: str | None = None
+    lv: str | None = None
+
+    @classmethod
+    def whole_disk(cls) -> Location:
+        """The whole disk."""
+        return cls("disk")
+
+    @classmethod
+    def partition(cls, number: int) -> Location:
+        """Partition ``number`` (1-based, as the partition table numbers it)."""
+        return cls("partition", number=number)
+
+    @classmethod
+    def logical_volume(cls, vg: str, lv: str) -> Location:
+        """The logical volume ``vg``/``lv``."""
+        return cls("lv", vg=vg, lv=lv)
+
+    @classmethod
+    def parse(cls, text: str) -> Location:
+        """The layout's spelling back to a Location; :class:`UserError` for anything else."""
+        if text == "disk":
+            return cls.whole_disk()
+        kind, _, rest = text.partition(" ")
+        if kind == "partition" and rest.isdigit() and int(rest) > 0:
+            return cls.partition(int(rest))
+        if kind == "lv" and rest.count("/") == 1 and all(rest.split("/")):
+            vg, lv = rest.split("/")
+            return cls.logical_volume(vg, lv)
+        raise UserError(f"not a location: {text!r}", code="bad-location",
+                        hint='use "disk", "partition N" or "lv VG/LV"')
+
+    def __str__(self) -> str:
+        if self.kind == "partition":
+            return f"partition {self.number}"
+        if self.kind == "lv":
+            return f"lv {self.vg}/{self.lv}"
+        return "disk"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One thing a backend needs from the host, and whether this host has it."""
+
+    name: str
+    #: "program", "device", "kernel-module", "python-module" or "privilege".
+    kind: str
+    ok: bool
+    fix: str | None = None
+
+
+@dataclass
+class Attachment:
+    """What :meth:`Backend.attach` made: the image's disk made available to this host.
+
+    ``source`` is the raw view a kernel backend attaches loop devices or partitions to (a
+    file, a FUSE-exported file or an nbd device); ``devices`` the block devices made so far,
+    by location. ``first_step`` is where the attachment's steps start in the run.
+    """
+
+    backend: str
+    td: Teardown
+    image: str
+    fmt: str
+    source: str | None = None
+    devices: dict[Location, str] = field(default_factory=dict)
+    #: number -> (start, size) in bytes, from the partition table.
+    partitions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: PV locations of each VG name.
+    pvs: dict[str, list[Location]] = field(default_factory=dict)
+    first_step: int = 0
+    #: Backend-private state (kpartx map...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """One filesystem to mount: where it is, its type, and its mountpoint under the root."""
+
+    location: Location
+    fstype: str
+    mountpoint: str = "/"
+
+
+class Backend(Protocol):
+    """A way to attach an image and mount its filesystems read-only.
+
+    Every step is recorded in the :class:`Teardown` given to :meth:`attach`, so leaving the
+    Teardown's ``with`` block (or :meth:`detach`) undoes everything, last first.
+    """
+
+    #: "loop", "fuse", "nbd" or "guestfs".
+    name: str
+
+    def requirements(self) -> list[Requirement]:
+        """What this backend needs from the host, each marked present or not."""
+        ...
+
+    def attach(self, td: Teardown, image: str, fmt: str, *,
+               partitions: dict[int, tuple[int, int]] | None = None,
+               pvs: dict[str, list[Location]] | None = None) -> Attachment:
+        """Make ``image`` (qemu format ``fmt``) available to the host."""
+        ...
+
+    def mount(self, att: Attachment, specs: list[MountSpec], root: str) -> list[dict[str, Any]]:
+        """Mount ``specs`` (shallowest first) under ``root``; one dict per mount made
+        (location, fstype, device, path, mountpoint)."""
+        ...
+
+    def detach(self, att: Attachment) -> None:
+        """Undo everything the attachment (and its mounts) did, last first."""
+        ...
+
+
+def undo_since(td: Teardown, first_step: int) -> None:
+    """Undo the run's steps from index ``first_step`` on, last first (a detach)."""
+    first: DiskkitError | None = None
+    with _signals_deferred():
+        for entry in list(reversed(td.run.steps[first_step:])):
+            try:
+                undo_step(entry)
+            except DiskkitError as exc:
+                first = first or exc
+                continue
+            td.run.steps.remove(entry)
+            td.run.save()
+    if first is not None:
+        raise first

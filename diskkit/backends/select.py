@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from diskkit.backends.base import Location
 from diskkit.errors import HostError, UserError
 from diskkit.formats import registry
 from diskkit.target import Target
@@ -40,6 +41,12 @@ class Piece:
     size: int | None = None
     uuid: str | None = None
     label: str | None = None
+
+    @property
+    def where(self) -> Location:
+        """The typed location (the ``location`` string is the layout's spelling, kept for
+        the JSON and for callers that print it)."""
+        return Location.parse(self.location)
 
 
 @dataclass
@@ -131,7 +138,8 @@ def _plan(insp: Inspection, target: str, t: Target, *, partition: int | None, lv
     elif not mountable:
         raise UserError(f"no filesystem on {target} that could hold an operating system",
                         code="no-os")
-    image = os.path.abspath(t.path) if t.kind == "file" else target
+    image = os.path.abspath(t.path or target) if t.kind == "file" else target
+    assert info.qemu is not None  # checked above: a disk format qemu reads
     p = Plan(image, info.qemu, backend, "asked", pieces,
              [_piece(f) for f in mountable], pvs, os_root,
              {x.number: (x.start, x.size) for x in layout.partitions},
@@ -181,7 +189,7 @@ def _choose(p: Plan, layout) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     if os.geteuid() != 0 or not loop_available():
         return "guestfs", "kernel mounts need root and loop devices"
     wanted = p.pieces or p.candidates
-    uses_lvm = any(x.location.startswith("lv ") for x in wanted)
+    uses_lvm = any(x.where.kind == "lv" for x in wanted)
     if uses_lvm and not dm_available():
         return "guestfs", "LVM needs device-mapper, which this kernel lacks"
     for x in p.pieces:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from diskkit import guestpath
-from diskkit.backends import fuse, guestfs, loop, lvm, mounts, nbd
-from diskkit.backends.base import Teardown, pause_at
+from diskkit.backends import guestfs, mounts
+from diskkit.backends.base import Attachment, Location, MountSpec, Teardown
+from diskkit.backends.kinds import GuestfsBackend, KernelBackend, get_backend
 from diskkit.backends.select import Piece, Plan, find_piece
 from diskkit.errors import HostError, UserError
 
@@ -33,78 +33,24 @@ class Mounted:
     #: fstab entries not mounted (--os), with the reason.
     skipped: list[dict[str, str]] = field(default_factory=list)
 
+    def to_json(self) -> Any:
+        """Exactly what the command prints with --json (:func:`diskkit.jsonable.jsonable`)."""
+        from diskkit.jsonable import jsonable
+
+        return jsonable(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form (docs/json.md, ``mount --json``)."""
         return {"root": self.root, "backend": self.backend, "run": self.run_id,
                 "mounts": self.mounts, "skipped": self.skipped}
 
 
-class _Kernel:
-    """Block devices for the pieces of a plan, made on demand (loop/kpartx/nbd/dm)."""
-
-    def __init__(self, td: Teardown, plan: Plan) -> None:
-        self.td, self.plan = td, plan
-        self.devices: dict[str, str] = {}
-        self._kpartx: dict[int, str] | None = None
-        pause_at("before-attach")
-        if plan.remote is not None:
-            self.source = fuse.export_remote(td, plan.remote)
-        elif plan.backend == "nbd":
-            self.source = nbd.connect(td, plan.image, plan.fmt)
-        elif plan.fmt != "raw":
-            self.source = fuse.export(td, plan.image, plan.fmt)
-        else:
-            self.source = plan.image
-        self.is_block = stat.S_ISBLK(os.stat(self.source).st_mode)
-
-    def _whole(self) -> str:
-        if "disk" not in self.devices:
-            self.devices["disk"] = self.source if self.is_block else \
-                loop.attach(self.td, self.source)
-        return self.devices["disk"]
-
-    def device(self, location: str) -> str:
-        """The block device of "disk", "partition N" or "lv VG/LV"."""
-        if location in self.devices:
-            return self.devices[location]
-        if location == "disk":
-            return self._whole()
-        if location.startswith("partition "):
-            number = int(location.split()[1])
-            dev = self._partition(number)
-        elif location.startswith("lv "):
-            vg, name = location[3:].split("/", 1)
-            pv_devs = [self.device(loc) for loc in self.plan.pvs.get(vg, [])]
-            dev = lvm.activate(self.td, pv_devs, vg, name).device
-        else:
-            raise UserError(f"cannot attach {location}", code="bad-location")
-        self.devices[location] = dev
-        return dev
-
-    def _partition(self, number: int) -> str:
-        if self.plan.backend == "nbd" and _wait_node(f"{self.source}p{number}"):
-            return f"{self.source}p{number}"  # nbd with max_part: the kernel's own node
-        if nbd.kpartx_available():
-            if self._kpartx is None:
-                self._kpartx = nbd.kpartx_map(self.td, self._whole())
-            if number in self._kpartx:
-                return self._kpartx[number]
-        if number not in self.plan.partitions:
-            raise UserError(f"partition {number} does not exist", code="no-such-partition")
-        start, size = self.plan.partitions[number]
-        return loop.attach(self.td, self.source, start, size)
-
-
-def _wait_node(path: str, timeout: float = 5.0) -> bool:
-    """Wait for the kernel's partition scan of a fresh nbd device to make ``path``."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def backend_for(plan: Plan) -> KernelBackend | GuestfsBackend:
+    """The :class:`~diskkit.backends.base.Backend` that carries out ``plan``: the plan's
+    ``loop`` is ``fuse`` for anything but a local raw file."""
+    if plan.backend == "loop" and (plan.remote is not None or plan.fmt != "raw"):
+        return get_backend("fuse", plan.remote)
+    return get_backend(plan.backend)
 
 
 def mount_plan(td: Teardown, plan: Plan, root: str) -> Mounted:
@@ -115,7 +61,8 @@ def mount_plan(td: Teardown, plan: Plan, root: str) -> Mounted:
     result = Mounted(os.path.abspath(root), plan.backend, td.run.id)
     td.run.info.update(mountpoint=result.root, backend=plan.backend, image=plan.image)
     td.run.save()
-    if plan.backend == "guestfs":
+    be = backend_for(plan)
+    if isinstance(be, GuestfsBackend):
         if plan.os_root:
             with guestfs.open_appliance(plan.image, plan.fmt) as g:
                 pairs = guestfs.os_pairs(g, plan)
@@ -130,24 +77,20 @@ def mount_plan(td: Teardown, plan: Plan, root: str) -> Mounted:
                                   "path": os.path.join(result.root, mp.lstrip("/")).rstrip("/"),
                                   "mountpoint": mp})
         return result
-    k = _Kernel(td, plan)
-    pieces = plan.pieces if not plan.os_root else _os_pieces(k, plan, root, result)
+    assert isinstance(be, KernelBackend)
+    att = be.attach(td, plan.image, plan.fmt, partitions=plan.partitions,
+                    pvs={vg: [Location.parse(x) for x in locs] for vg, locs in plan.pvs.items()})
+    pieces = plan.pieces if not plan.os_root else _os_pieces(be, att, plan, root, result)
     for p in pieces:
         if plan.os_root and p.mountpoint == "/":
             continue  # mounted while looking for the root
-        _mount_piece(k, p, root, result)
+        result.mounts.append(be.mount_one(att, MountSpec(p.where, p.fstype, p.mountpoint),
+                                          root))
     return result
 
 
-def _mount_piece(k: _Kernel, p: Piece, root: str, result: Mounted) -> None:
-    dev = k.device(p.location)
-    path = root if p.mountpoint == "/" else mounts.resolve_in_root(root, p.mountpoint)
-    mounts.mount(k.td, dev, path, p.fstype)
-    result.mounts.append({"location": p.location, "fstype": p.fstype, "device": dev,
-                          "path": path, "mountpoint": p.mountpoint})
-
-
-def _os_pieces(k: _Kernel, plan: Plan, root: str, result: Mounted) -> list[Piece]:
+def _os_pieces(be: KernelBackend, att: Attachment, plan: Plan, root: str,
+               result: Mounted) -> list[Piece]:
     """Find the OS root among the candidates (mounting each until one has /etc/fstab or
     /etc/os-release), then the fstab entries below it that are on this disk."""
     from diskkit.backends.fstab import entries
@@ -157,7 +100,7 @@ def _os_pieces(k: _Kernel, plan: Plan, root: str, result: Mounted) -> list[Piece
         if not mounts.kernel_supports(cand.fstype):
             continue
         try:
-            _mount_piece(k, cand, root, result)
+            result.mounts.append(be.mount_one(att, MountSpec(cand.where, cand.fstype), root))
         except HostError:
             continue
         # Guest paths resolved inside the guest root, never on the host (diskkit.guestpath).
@@ -184,9 +127,9 @@ def _os_pieces(k: _Kernel, plan: Plan, root: str, result: Mounted) -> list[Piece
         # Not a root: undo that mount and try the next candidate.
         from diskkit.backends.base import undo_step
 
-        step = k.td.run.steps.pop()
+        step = att.td.run.steps.pop()
         undo_step(step)
-        k.td.run.save()
+        att.td.run.save()
         result.mounts.pop()
     raise UserError("no operating system root found on this disk", code="no-os",
                     hint="mount a partition with --partition N, or try --backend guestfs")

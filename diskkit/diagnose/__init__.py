@@ -78,6 +78,12 @@ class Verification:
     #: True when they agree, False when not, None when either could not tell.
     agree: bool | None
 
+    def to_json(self) -> Any:
+        """Exactly what the command prints with --json (:func:`diskkit.jsonable.jsonable`)."""
+        from diskkit.jsonable import jsonable
+
+        return jsonable(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form: the diagnosis plus ``verify`` (docs/json.md, "diagnose")."""
         out = self.diagnosis.to_dict()

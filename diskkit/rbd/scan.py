@@ -91,6 +91,12 @@ class ScanResult:
         """Rows that make the scan exit 1."""
         return [r for r in self.rows if r.flagged]
 
+    def to_json(self) -> Any:
+        """Exactly what the command prints with --json (:func:`diskkit.jsonable.jsonable`)."""
+        from diskkit.jsonable import jsonable
+
+        return jsonable(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form (docs/json.md, ``scan``)."""
         return {"pool": self.pool, "namespace": self.namespace, "images": len(self.rows),

@@ -129,6 +129,39 @@ def _mount_umount() -> dict:
     return {"mount": out, "hostname": hostname, "state": state(), "during": during}
 
 
+@case("backend-contract-nbd")
+def _contract_nbd() -> dict:
+    """The Backend protocol's contract (tests/contract/test_backends.py) for NbdBackend."""
+    from diskkit.backends.base import Location, MountSpec, Teardown
+    from diskkit.backends.kinds import get_backend
+    from diskkit.backends.state import RunState
+
+    root = os.path.join(SHARED, "contract-root")
+    os.makedirs(root, exist_ok=True)
+    backend = get_backend("nbd")
+    missing = [r.name for r in backend.requirements() if not r.ok]
+    out: dict = {"missing": missing}
+    with Teardown(RunState.create(target=qcow2, kind="api")) as td:
+        att = backend.attach(td, qcow2, "qcow2")
+        made = backend.mount(att, [MountSpec(Location.partition(1), "ext4", "/"),
+                                   MountSpec(Location.partition(2), "ext4", "/srv")], root)
+        out["locations"] = [m["location"] for m in made]
+        out["hostname"] = read(root, "/etc/hostname")
+        out["hello"] = read(root, "/srv/hello.txt")
+        try:
+            with open(os.path.join(root, "srv", "new.txt"), "w") as f:
+                f.write("x")
+            out["write_errno"] = None
+        except OSError as exc:
+            out["write_errno"] = exc.errno
+        out["during"] = state()
+        backend.detach(att)
+        out["steps_left"] = len(td.run.steps) - att.first_step
+        out["root_entries"] = os.listdir(root)
+    out["after"] = state()
+    return out
+
+
 RESULT["after"]["state"] = state()
 RESULT["after"]["clash_active"] = os.path.exists("/dev/mapper/ubuntu--vg-root")
 run(["lvm", "vgchange", "--config", CLASH_CONF, "-an", "ubuntu-vg"], check=False)

@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2] / "diskkit"
 LAYERS: dict[str, int] = {
     "diskkit.errors": 0, "diskkit.exitcodes": 0, "diskkit.findings": 0, "diskkit.runner": 0,
     "diskkit.target": 0, "diskkit.readers.base": 0, "diskkit.formats.registry": 0,
-    "diskkit.guestpath": 0, "diskkit.units": 0,
+    "diskkit.guestpath": 0, "diskkit.units": 0, "diskkit.jsonable": 0,
     "diskkit.formats": 1, "diskkit.readers": 1, "diskkit.disk": 1, "diskkit.rbd": 1,
     "diskkit.rbd.chain": 1,
     "diskkit.layout": 2,
