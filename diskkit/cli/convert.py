@@ -139,7 +139,7 @@ def _batch(manifest: str, jobs: int, force: bool, allow_unsafe: bool, json_out: 
         emit_json(report.to_dict())
     else:
         for o in report.outcomes:
-            line = f"#{o['index'] + 1} {o['status']:9} {o['source']} -> {o['target']}"
+            line = f"#{o['index']} {o['status']:9} {o['source']} -> {o['target']}"
             if o["status"] == "converted":
                 line += f" ({o['convert_seconds']:.2f} s, verified)"
             elif o["status"] == "failed":
