@@ -221,3 +221,22 @@ def test_on_a_partition(image, tmp_path) -> None:
         with open_filesystem(partition_reader(disk, part)) as fs:
             assert fs.label == "extlabel"
             _check_tree(fs, src, kind)
+
+
+def test_backend_option_forces_the_mount_path(image) -> None:
+    kind, img, _src = image
+    if kind not in ("ext4", "xfs") or os.geteuid() != 0:
+        pytest.skip("kernel loop mounts of ext4/xfs (root)")
+    from diskkit.guest.fs import service
+
+    fast = service.stat_path(str(img), "/etc/os-release")
+    mounted = service.stat_path(str(img), "/etc/os-release", backend="loop")
+    assert fast["driver"] != "kernel mount" and mounted["driver"] == "kernel mount"
+    for key in ("kind", "size", "mode", "uid", "gid", "realpath"):
+        assert fast[key] == mounted[key], key
+    assert int(fast["mtime"]) == int(mounted["mtime"])
+    assert service.read_file(str(img), "/etc/escape", backend="loop") == FILES["etc/passwd"]
+    found = service.find_paths(str(img), "/many", name="entry-01*", backend="loop")
+    assert sorted(x["path"] for x in found) == \
+        sorted(x["path"] for x in service.find_paths(str(img), "/many", name="entry-01*"))
+    assert len(found) == 100
