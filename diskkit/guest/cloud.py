@@ -139,17 +139,24 @@ class CloudFacts:
                 "hardcoded_macs": [m.to_dict() for m in self.macs]}
 
 
-def unit_state(fs: GuestFS, unit: str) -> UnitState:
-    """Where ``unit`` is linked from under /etc/systemd/system (*.wants, *.requires)."""
-    wanted = []
-    masked = False
+def wants_index(fs: GuestFS) -> dict[str, list[str]]:
+    """unit name -> the *.wants/*.requires links naming it under /etc/systemd/system."""
+    out: dict[str, list[str]] = {}
     for base in SYSTEMD_DIRS:
-        link = readlink(fs, join(base, unit))
-        if link == "/dev/null":
-            masked = True
         for d in listdir(fs, base, 1024):
-            if d.endswith((".wants", ".requires")) and unit in listdir(fs, join(base, d), 1024):
-                wanted.append(join(base, d, unit))
+            if d.endswith((".wants", ".requires")):
+                for u in listdir(fs, join(base, d), 1024):
+                    out.setdefault(u, []).append(join(base, d, u))
+    return out
+
+
+def unit_state(fs: GuestFS, unit: str,
+               wants: dict[str, list[str]] | None = None) -> UnitState:
+    """Where ``unit`` is linked from under /etc/systemd/system (*.wants, *.requires), whether
+    it is masked, and whether its unit file is static (no [Install]). ``wants`` is
+    :func:`wants_index` of ``fs`` (computed when not given)."""
+    wanted = list((wants if wants is not None else wants_index(fs)).get(unit, ()))
+    masked = any(readlink(fs, join(base, unit)) == "/dev/null" for base in SYSTEMD_DIRS)
     path = next((join(d, unit) for d in ("/etc/systemd/system", "/lib/systemd/system",
                                          "/usr/lib/systemd/system")
                  if exists(fs, join(d, unit))), None)
@@ -180,7 +187,8 @@ def _line_of(fs: GuestFS, path: str, key: str) -> Source:
     return Source(path)
 
 
-def read_cloud_init(fs: GuestFS, version: str | None, cmdline: str | None = None) -> CloudInit:
+def read_cloud_init(fs: GuestFS, version: str | None, cmdline: str | None = None,
+                    wants: dict[str, list[str]] | None = None) -> CloudInit:
     """cloud-init's installation, enablement and datasource list."""
     installed = exists(fs, "/usr/bin/cloud-init") or version is not None
     problems: list[str] = []
@@ -207,22 +215,21 @@ def read_cloud_init(fs: GuestFS, version: str | None, cmdline: str | None = None
                     (m == "growpart" or (isinstance(m, list) and m and m[0] == "growpart"))
                     for m in mods):
                 growpart_module = True
-    units = tuple(unit_state(fs, u) for u in CLOUD_INIT_UNITS
-                  if exists(fs, join("/lib/systemd/system", u)) or
-                  exists(fs, join("/usr/lib/systemd/system", u)) or
-                  unit_state(fs, u).wanted_by)
+    wants = wants if wants is not None else wants_index(fs)
+    units = tuple(st for st in (unit_state(fs, u, wants) for u in CLOUD_INIT_UNITS)
+                  if st.path or st.wanted_by)
     return CloudInit(installed, version, exists(fs, "/etc/cloud/cloud-init.disabled"), units,
                      datasources, dsrc, growpart_module, tuple(problems),
                      "cloud-init=disabled" in (cmdline or "").split())
 
 
-def _service(fs: GuestFS, binaries: tuple[str, ...], units: tuple[str, ...]) -> Service:
+def _service(fs: GuestFS, binaries: tuple[str, ...], units: tuple[str, ...],
+             wants: dict[str, list[str]]) -> Service:
     found = next((b for b in binaries if exists(fs, b)), None)
-    states = [unit_state(fs, u) for u in units]
+    states = [unit_state(fs, u, wants) for u in units]
     unit = next((s for s in states if s.enabled), None)
     if unit is None:
-        unit = next((s for s in states if exists(fs, join("/lib/systemd/system", s.name)) or
-                     exists(fs, join("/usr/lib/systemd/system", s.name))), None)
+        unit = next((s for s in states if s.path), None)
     return Service(found is not None, unit, Source(found) if found else None)
 
 
@@ -266,15 +273,17 @@ def read_macs(fs: GuestFS) -> tuple[MacAddress, ...]:
 def read_cloud(fs: GuestFS, notable: dict[str, str], initramfs_growroot: bool,
                cmdline: str | None = None) -> CloudFacts:
     """The cloud readiness facts of one root (``cmdline``: the default kernel command line)."""
-    ci = read_cloud_init(fs, notable.get("cloud-init"), cmdline)
+    wants = wants_index(fs)
+    ci = read_cloud_init(fs, notable.get("cloud-init"), cmdline, wants)
     gp = next((p for p in ("/usr/bin/growpart", "/usr/sbin/growpart") if exists(fs, p)), None)
     growroot = initramfs_growroot or any(exists(fs, p) for p in (
         "/usr/share/initramfs-tools/scripts/local-bottom/growroot",
         "/usr/share/initramfs-tools/hooks/growroot",
         "/usr/lib/dracut/modules.d/50growroot/growroot.sh"))
-    sshd = _service(fs, ("/usr/sbin/sshd", "/sbin/sshd"), ("ssh.service", "sshd.service"))
+    sshd = _service(fs, ("/usr/sbin/sshd", "/sbin/sshd"), ("ssh.service", "sshd.service"),
+                    wants)
     qga = _service(fs, ("/usr/sbin/qemu-ga", "/usr/bin/qemu-ga"),
-                   ("qemu-guest-agent.service",))
+                   ("qemu-guest-agent.service",), wants)
     return CloudFacts(ci, gp is not None, Source(gp) if gp else None, growroot, sshd, qga,
                       read_macs(fs))
 
