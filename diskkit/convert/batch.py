@@ -182,6 +182,11 @@ class Listener:
     def progress(self, index: int, percent: float) -> None:
         """Item ``index`` reached ``percent``."""
 
+    def update(self, index: int, progress: engine.Progress) -> None:
+        """Item ``index`` reports bytes done of its total, throughput and time left (by
+        default passed on to :meth:`progress` as a percentage)."""
+        self.progress(index, progress.percent)
+
     def done(self, index: int, outcome: dict[str, Any]) -> None:
         """Item ``index`` ended (converted, skipped, refused or failed)."""
 
@@ -202,8 +207,8 @@ def _one(i: int, item: BatchItem, base: engine.Request, state: _State, listener:
         req = engine.Request(item.source, item.target, item.out_format, item.src_format,
                              verify=True, force=base.force, allow_unsafe=base.allow_unsafe,
                              coroutines=base.coroutines)
-        cb: Callable[[float], None] = lambda pct: listener.progress(i, pct)  # noqa: E731
-        res = engine.convert(req, on_progress=cb, cancel=cancel, quiet=True)
+        cb: Callable[[engine.Progress], None] = lambda p: listener.update(i, p)  # noqa: E731
+        res = engine.convert(req, on_update=cb, cancel=cancel, quiet=True)
         state.record(item)
         out.update(res.to_dict())
     except engine.Refused as exc:

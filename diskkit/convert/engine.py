@@ -1,9 +1,14 @@
 """One conversion, start to finish: plan, write under a temporary name, verify, rename.
 
-The output is never visible under its final name until qemu-img has finished, flushed, and
-``qemu-img compare`` has found the guest-visible content identical. On any failure or
-interruption (Ctrl-C, SIGTERM, a cancelled batch) qemu-img's process group is killed first and
-then the partial output (the temporary file, or the temporary RBD image) is removed.
+The output is never visible under its final name until qemu-img has finished, the output is
+on disk, and ``qemu-img compare`` has found the guest-visible content (and size) identical.
+A new local file is written with ``-t unsafe`` (no flush per format-driver flush), then
+fsynced once while ``qemu-img compare`` reads it from the page cache (the two overlap: one is
+disk-bound, the other memory- and CPU-bound), then linked or renamed into place and the
+directory fsynced: the durability of ``qemu-img convert`` followed by ``fsync``. On any
+failure or interruption (Ctrl-C, SIGTERM, a cancelled batch) qemu-img's process group is
+killed first and then the partial output (the temporary file, or the temporary RBD image) is
+removed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from diskkit.findings import Finding
 from diskkit.target import Target, parse_target
 
 from . import plan, qemuimg
+from .progress import FINISH, Progress, Tracker
 
 #: Slowest throughput (bytes/s) a conversion is allowed before its timeout kills it.
 MIN_RATE = 2 << 20
@@ -57,6 +63,12 @@ class Request:
     #: let qemu-img create it (False). Both verified; the first measured faster
     #: (docs/benchmarks.md "## Conversion").
     rbd_precreate: bool = True
+    #: Verification with ``qemu-img compare -s`` (strict): also fails where one image has
+    #: data and the other unallocated zeros. Off by default (sparse outputs differ there).
+    strict_verify: bool = False
+    #: ``-W`` (out-of-order writes): None = diskkit's measured choice per target
+    #: (:func:`diskkit.convert.qemuimg.out_of_order`).
+    out_of_order: bool | None = None
 
 
 @dataclass
@@ -73,14 +85,23 @@ class Result:
     target_bytes: int | None = None
     convert_seconds: float = 0.0
     verify_seconds: float = 0.0
+    #: Seconds after qemu-img exited until the output was on disk and verified (the fsync
+    #: and the comparison overlap), renamed and the directory synced.
+    finish_seconds: float = 0.0
     verified: bool | None = None
     command: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
-        """Conversion plus verification time."""
-        return self.convert_seconds + self.verify_seconds
+        """Wall time of the copy plus everything until the output was published."""
+        return self.convert_seconds + self.finish_seconds
+
+    def to_json(self) -> Any:
+        """Exactly what the command prints with --json (:func:`diskkit.jsonable.jsonable`)."""
+        from diskkit.jsonable import jsonable
+
+        return jsonable(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -92,6 +113,7 @@ class Result:
                 "available_bytes": self.available_bytes, "target_bytes": self.target_bytes,
                 "convert_seconds": round(self.convert_seconds, 3),
                 "verify_seconds": round(self.verify_seconds, 3),
+                "finish_seconds": round(self.finish_seconds, 3),
                 "seconds": round(self.seconds, 3),
                 "throughput_bytes_per_second": int(rate) if rate else None,
                 "verified": self.verified, "command": self.command,
@@ -122,6 +144,7 @@ class _Output:
     def __init__(self, dst: Target, room: plan.Room, force: bool) -> None:
         self.dst, self.room, self.force = dst, room, force
         self.created = False
+        self.temp: str | None
         if room.kind == "file":
             base = os.path.basename(dst.path or "")
             self.temp = os.path.join(room.directory or ".", _temp_name(base))
@@ -204,25 +227,70 @@ def prepare(req: Request) -> tuple[plan.SourceFacts, plan.Measure, plan.Room, Ta
     return src, m, room, dst, out_format
 
 
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Sync(threading.Thread):
+    """fsync of the finished temporary file, in the background (the GIL is released)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(name="diskkit-fsync", daemon=True)
+        self.path = path
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            _fsync_path(self.path)
+        except BaseException as exc:  # re-raised by the caller
+            self.error = exc
+
+    def finish(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
 def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
-            cancel: threading.Event | None = None, quiet: bool = False) -> Result:
-    """Convert ``req.source`` into ``req.target`` safely; see the module docstring."""
+            cancel: threading.Event | None = None, quiet: bool = False,
+            on_update: Callable[[Progress], None] | None = None) -> Result:
+    """Convert ``req.source`` into ``req.target`` safely; see the module docstring.
+
+    ``on_progress`` gets qemu-img's percentages; ``on_update`` gets :class:`Progress`
+    reports (bytes done of the total, throughput, time left; phase "finish" while the output
+    is synced and verified)."""
     src, m, room, dst, out_format = prepare(req)
     out = _Output(dst, room, req.force)
     no_create = room.kind in ("device", "nbd")
     precreate = room.kind == "rbd" and req.rbd_precreate
     zero = precreate
     no_create = no_create or precreate
+    # A new local file is published only once complete: no flushes while writing it, one
+    # fsync after (see the module docstring). Outputs written in place or remote: writeback.
+    cache = "unsafe" if room.kind == "file" else "writeback"
+    ooo = req.out_of_order if req.out_of_order is not None else \
+        qemuimg.out_of_order(src.format, out_format, room.kind)
     opts = qemuimg.ConvertOptions(
         src.format, out_format, compress=req.compress, preallocate=req.preallocate,
         coroutines=req.coroutines, options=qemuimg.check_options(req.options),
-        no_create=no_create, target_is_zero=zero, out_of_order=src.format != "vmdk")
+        no_create=no_create, target_is_zero=zero, cache=cache, out_of_order=ooo)
     argv = qemuimg.convert_argv(opts, plan.qemu_filename(src.target), out.qemu_name)
     size = src.virtual_size or m.fully_allocated
     timeout = max(MIN_TIMEOUT, size / MIN_RATE)
     result = Result(req.source, req.target, src.format, out_format, src.virtual_size,
                     m.fully_allocated if req.preallocate else m.required, room.available,
                     command=argv, findings=list(src.findings))
+    tracker = Tracker(size, on_update)
+
+    def percent(pct: float) -> None:
+        if on_progress is not None:
+            on_progress(pct)
+        tracker.percent(pct)
+
     try:
         out.created = True
         if precreate:
@@ -230,18 +298,31 @@ def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
 
             rbdops.create(dst, out.temp or "", size)
         result.convert_seconds = qemuimg.run_convert(argv, timeout=timeout,
-                                                     on_progress=on_progress, cancel=cancel)
-        if req.verify:
-            started = time.monotonic()
-            same, message = qemuimg.compare(plan.qemu_filename(src.target), src.format,
-                                            out.qemu_name, out_format, timeout=timeout)
-            result.verify_seconds = time.monotonic() - started
-            if not same:
-                raise ImageError(f"verification failed: {message}", code="verify-failed",
-                                 hint="the output was removed; check the source with "
-                                 "qemu-img check")
-            result.verified = True
+                                                     on_progress=percent, cancel=cancel)
+        finish_started = time.monotonic()
+        tracker.phase(FINISH)
+        sync = _Sync(out.temp) if room.kind == "file" and out.temp else None
+        if sync is not None:
+            sync.start()
+        try:
+            if req.verify:
+                started = time.monotonic()
+                same, message = qemuimg.compare(plan.qemu_filename(src.target), src.format,
+                                                out.qemu_name, out_format, timeout=timeout,
+                                                strict=req.strict_verify)
+                result.verify_seconds = time.monotonic() - started
+                if not same:
+                    raise ImageError(f"verification failed: {message}", code="verify-failed",
+                                     hint="the output was removed; check the source with "
+                                     "qemu-img check")
+                result.verified = True
+        finally:
+            if sync is not None:
+                sync.finish()
+        if room.kind == "device" and dst.path:
+            _fsync_path(dst.path)  # -t writeback flushed qemu's writes; the device cache too
         out.publish()
+        result.finish_seconds = time.monotonic() - finish_started
     except BaseException as exc:
         try:
             removed = out.discard()

@@ -91,17 +91,16 @@ def inspect_source(spec: str, declared: str | None = None) -> SourceFacts:
     A ``declared`` format that disagrees with the detected one is refused: an image declared
     raw that is really qcow2 or VMDK is how CVE-2024-40767 reaches host files.
     """
-    from diskkit.formats.detect import detect
-    from diskkit.target import open_container
+    from diskkit.pipeline import Inspection
 
     t = parse_target(spec)
     if t.kind == "rbd" and not t.image:
         raise UserError(f"{spec}: names a pool, not an image", code="bad-uri")
     if t.kind == "file" and t.path and not os.path.exists(t.path):
         raise UserError(f"{spec}: no such file", code="not-found")
-    with open_container(t) as reader:
-        det = detect(reader)
-        stored = reader.size if t.kind == "file" else None
+    with Inspection(t) as insp:
+        det = insp.detection
+        stored = insp.container.size if t.kind == "file" else None
     detected = str(det.format)
     info = registry.get(detected)
     fmt = info.qemu if info.kind is registry.Kind.DISK else None

@@ -26,12 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from diskkit.errors import CommandError, CommandTimeout, UserError
+from diskkit.formats import registry
 from diskkit.runner import run, spawn
 
 #: Test hook: a rate limit (bytes/s) given to ``qemu-img convert -r`` to slow it down.
 RATE_LIMIT_ENV = "DISKKIT_CONVERT_RATE_LIMIT"
-#: Formats qemu-img can write compressed clusters into.
-COMPRESSIBLE = ("qcow2", "vmdk")
 #: Option keys that would make qemu-img open or write other host files: never passed through.
 FORBIDDEN_OPTIONS = ("backing_file", "backing_fmt", "data_file", "data_file_raw", "encrypt",
                      "key-secret")
@@ -54,9 +53,26 @@ class ConvertOptions:
     no_create: bool = False
     target_is_zero: bool = False
     cache: str = "writeback"
-    #: ``-W``: out-of-order writes. Off for VMDK sources: qemu's vmdk driver serialises its
-    #: requests, and -W measured slower there (docs/benchmarks.md "## Conversion").
-    out_of_order: bool = True
+    #: ``-W``: out-of-order writes (see :func:`out_of_order`).
+    out_of_order: bool = False
+
+
+def create_options(out_format: str, options: tuple[str, ...]) -> tuple[str, ...]:
+    """``options`` plus the options the registry says qemu-img needs to create the format
+    faithfully (``create_options``: vpc ``force_size=on``, the exact virtual size) that the
+    user did not set; a user's ``-o`` for the same key wins."""
+    info = registry.by_qemu(out_format)
+    keys = {o.split("=", 1)[0] for o in options}
+    extra = info.create_options if info is not None else ()
+    return options + tuple(o for o in extra if o.split("=", 1)[0] not in keys)
+
+
+def out_of_order(src_format: str, out_format: str, target_kind: str) -> bool:
+    """Whether ``-W`` helps (measured, docs/convert.md "Options chosen"): into RBD, where it
+    lets writes overlap network round trips; not into local files, where it was no faster
+    (raw, qcow2, vdi, vpc outputs) or slower (vhdx outputs, VMDK sources: qemu's vmdk driver
+    serialises its requests)."""
+    return target_kind == "rbd" and src_format != "vmdk"
 
 
 def check_options(opts: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -77,27 +93,23 @@ def check_options(opts: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _preallocation(fmt: str) -> list[str]:
-    if fmt in ("raw", "qcow2"):
-        return ["preallocation=falloc"]
-    if fmt == "vdi":
-        return ["static=on"]
-    if fmt == "vpc":
-        return ["subformat=fixed"]
-    if fmt == "vhdx":
-        return ["subformat=fixed"]
+    info = registry.by_qemu(fmt)
+    if info is not None and info.preallocate_options is not None:
+        return list(info.preallocate_options)
     raise UserError(f"--preallocate is not supported for {fmt}", code="bad-option",
                     hint="preallocate raw, qcow2, vdi, vhd or vhdx outputs")
 
 
 def convert_argv(o: ConvertOptions, src: str, dst: str) -> list[str]:
     """The full ``qemu-img convert`` command line for ``o``."""
-    options = list(o.options)
+    options = list(create_options(o.out_format, o.options))
     if o.compress:
-        if o.out_format not in COMPRESSIBLE:
+        out = registry.by_qemu(o.out_format)
+        if out is None or out.compress_options is None:
             raise UserError(f"--compress is not supported for {o.out_format}",
                             code="bad-option", hint="compress qcow2 or vmdk outputs")
-        if o.out_format == "vmdk" and not any(x.startswith("subformat=") for x in options):
-            options.append("subformat=streamOptimized")
+        options += [x for x in out.compress_options
+                    if x.split("=")[0] not in {y.split("=")[0] for y in options}]
     if o.preallocate:
         options += [x for x in _preallocation(o.out_format)
                     if x.split("=")[0] not in {y.split("=")[0] for y in options}]
@@ -177,12 +189,21 @@ def run_convert(argv: list[str], *, timeout: float,
 
 
 def compare(src: str, src_format: str, dst: str, dst_format: str, *,
-            timeout: float) -> tuple[bool, str]:
-    """``qemu-img compare -f A -F B``: (identical, qemu-img's message)."""
-    res = run(["qemu-img", "compare", "-f", src_format, "-F", dst_format, src, dst],
-              timeout=timeout, check=False)
+            timeout: float, strict: bool = False) -> tuple[bool, str]:
+    """``qemu-img compare -f A -F B [-s]``: (identical, qemu-img's message).
+
+    A difference in guest-visible size is a failure even without ``strict`` (qemu-img
+    itself only warns when the longer image's tail reads as zeros): a disk that grew or
+    shrank is not the same disk. ``strict`` (``-s``) also fails where one image has data
+    the other has as unallocated zeros."""
+    argv = ["qemu-img", "compare", "-f", src_format, "-F", dst_format]
+    if strict:
+        argv.append("-s")
+    res = run([*argv, src, dst], timeout=timeout, check=False)
     message = (res.stdout + res.stderr).strip().splitlines()
     text = message[-1] if message else ""
+    if any("size mismatch" in line.lower() for line in message):
+        return False, "the guest-visible sizes differ (qemu-img compare: Image size mismatch)"
     if res.returncode == 0:
         return True, text
     if res.returncode == 1:

@@ -47,3 +47,23 @@ def test_engine_reports_progress(images: dict[str, pathlib.Path],
     convert(Request(str(images["vhdx"]), str(tmp_path / "o.raw"), "raw"),
             on_progress=seen.append, quiet=True)
     assert seen and seen[-1] == 100.0 and seen == sorted(seen)
+
+
+def test_engine_reports_bytes_rate_and_phase(images: dict[str, pathlib.Path],
+                                             tmp_path: pathlib.Path) -> None:
+    """Bytes done of the total (the guest size by qemu-img info), throughput and time left,
+    then the finish phase (sync and verification) before the result."""
+    from diskkit.convert.progress import FINISH, describe
+    from tests.helpers import qemu_img_info
+
+    seen = []
+    res = convert(Request(str(images["qcow2"]), str(tmp_path / "o.raw"), "raw"),
+                  on_update=seen.append, quiet=True)
+    size = qemu_img_info(images["qcow2"], "qcow2")["virtual-size"]
+    copying = [p for p in seen if p.phase != FINISH]
+    assert copying and all(p.total_bytes == size for p in seen)
+    done = [p.done_bytes for p in copying]
+    assert done == sorted(done) and done[-1] == size
+    assert copying[-1].rate and copying[-1].rate > 0 and copying[-1].eta == 0
+    assert f"/ {size >> 20}.0 MiB" in describe(copying[-1])
+    assert seen[-1].phase == FINISH and res.verified

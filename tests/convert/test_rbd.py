@@ -109,7 +109,7 @@ def test_interrupted_into_rbd(ceph_cluster, tmp_path: pathlib.Path) -> None:
         os.kill(proc.pid, signal.SIGTERM)
         rc = proc.wait(timeout=120)
         stderr = proc.stderr.read().decode() if proc.stderr else ""
-    assert rc == 130, stderr
+    assert rc == 128 + signal.SIGTERM, stderr  # exitcodes.TERMINATED
     assert "removed the partial output" in stderr
     assert [n for n in _images(c) if n.startswith("conv-int")] == []
     assert qemu_img_pids("conv-int") == []
