@@ -148,3 +148,16 @@ def test_osinfo_ids_exist_in_osinfo_db(distro: str, major: int, minor: int,
     for xml in OSINFO.rglob("*.xml"):
         ids.update(re.findall(r"<short-id>([^<]+)</short-id>", xml.read_text()))
     assert sid in ids
+
+
+def test_treefs_walk_equals_find(tmp_path: pathlib.Path) -> None:
+    """TreeFS.walk lists what GNU find lists (links not followed), with the same kinds."""
+    root = debian_tree(tmp_path / "root", packages=5)
+    out = run(["find", str(root), "-mindepth", "1", "-printf", "%P %y\n"], timeout=60).stdout
+    kinds = {"f": "file", "d": "dir", "l": "symlink"}
+    want = {("/" + line.rsplit(" ", 1)[0], kinds.get(line.rsplit(" ", 1)[1], "other"))
+            for line in out.splitlines() if line}
+    with TreeFS(root) as fs:
+        have = {(f"{d.rstrip('/')}/{e.name}", e.kind) for d, entries in fs.walk("/")
+                for e in entries}
+    assert have == want
