@@ -105,3 +105,38 @@ def test_variant_has_its_finding(request: pytest.FixtureRequest, variant: str, c
         assert any(path_in_evidence in e.note for e in f.evidence), [e.note for e in f.evidence]
     assert v.exit_code == exit_code, [x.code for x in v.findings]
     assert v.upload.glance is not None and v.upload.glance.accepts  # uploadable all the same
+
+
+def test_guest_edits_give_their_findings(debian_base: Any, tmp_path: Path) -> None:
+    """The base image with files changed by debugfs (e2fsprogs, no mount, no diskkit): a
+    pinned MAC, cloud-init disabled with no OpenStack datasource, sshd not enabled."""
+    raw = tmp_path / "edited.raw"
+    run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(debian_base.path), str(raw)],
+        timeout=300)
+    head = tmp_path / "head.raw"
+    run(["qemu-img", "dd", "-f", "raw", "-O", "raw", f"if={raw}", f"of={head}", "bs=1M",
+         "count=1"], timeout=60)
+    table = json.loads(run(["sfdisk", "--json", str(head)], timeout=30).stdout)
+    start = int(table["partitiontable"]["partitions"][0]["start"]) * 512
+    (tmp_path / "rule").write_text('SUBSYSTEM=="net", ATTR{address}=="52:54:00:aa:bb:cc", '
+                                   'NAME="eth0"\n')
+    (tmp_path / "ds").write_text("datasource_list: [ NoCloud, None ]\n")
+    (tmp_path / "empty").write_text("")
+    script = ("cd /etc/udev/rules.d\nwrite rule 70-persistent-net.rules\n"
+              "cd /etc/cloud/cloud.cfg.d\nwrite ds 99-ds.cfg\n"
+              "cd /etc/cloud\nwrite empty cloud-init.disabled\n"
+              "rm /etc/systemd/system/multi-user.target.wants/ssh.service\n"
+              "rm /etc/systemd/system/sshd.service\n")
+    subprocess.run(["debugfs", "-w", f"{raw}?offset={start}", "-f", "-"], input=script,
+                   text=True, cwd=tmp_path, capture_output=True, timeout=60, check=True)
+    v = validate(str(raw), disk_format="raw")
+    codes = _codes(v)
+    mac = codes["hardcoded-mac"]
+    assert mac.details["mac"] == "52:54:00:aa:bb:cc"
+    assert "/etc/udev/rules.d/70-persistent-net.rules:1" in mac.evidence[0].note
+    assert "/etc/cloud/cloud.cfg.d/99-ds.cfg" in \
+        codes["cloud-init-no-openstack-datasource"].evidence[0].note
+    assert "cloud-init.disabled" in codes["cloud-init-disabled"].message
+    assert "sshd-disabled" in codes
+    assert v.exit_code == 5 and v.command is not None  # uploadable, with warnings
+    assert v.properties is not None and v.properties.disk_format == "raw"
