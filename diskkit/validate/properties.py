@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from diskkit.validate.readiness import GIB, default_kernel
+from diskkit.validate.readiness import GIB, default_kernel, windows_boot_driver
 
 #: Glance's documented os_distro values.
 OS_DISTROS = ("arch", "centos", "debian", "fedora", "freebsd", "gentoo", "mandrake",
@@ -99,6 +99,8 @@ def suggest(*, disk_format: str | None, container_format: str | None, layout: An
             if root.osinfo:
                 props.evidence["os_distro"] += f" (libosinfo short id {root.osinfo})"
         version = root.version_id or (str(root.major) if root.major else None)
+        if root.type == "windows" and root.major:
+            version = f"{root.major}.{root.minor}"
         props.set("os_version", version, _ev(root, "version", "/etc/os-release VERSION_ID"))
         props.set("architecture", _ARCH.get(root.arch or ""), _ev(root, "arch", "binaries"))
         if root.product_name:
@@ -124,4 +126,15 @@ def suggest(*, disk_format: str | None, container_format: str | None, layout: An
             props.set("hw_qemu_guest_agent", "yes", "qemu-guest-agent is installed"
                       + (f" ({cf.qemu_guest_agent.source})" if cf.qemu_guest_agent.source
                          else ""))
+    if root is not None and root.type == "windows" and root.windows is not None:
+        win = root.windows
+        if windows_boot_driver(win, "viostor"):
+            props.set("hw_disk_bus", "virtio", "viostor service starts at boot (SYSTEM hive)")
+        elif windows_boot_driver(win, "vioscsi"):
+            props.set("hw_disk_bus", "scsi", "vioscsi service starts at boot (SYSTEM hive)")
+            props.set("hw_scsi_model", "virtio-scsi", "vioscsi service (SYSTEM hive)")
+        else:
+            props.set("hw_disk_bus", "sata", "no virtio storage driver at boot: inbox AHCI")
+        if win.service("QEMU-GA") or win.service("qemu-ga"):
+            props.set("hw_qemu_guest_agent", "yes", "QEMU-GA service (SYSTEM hive)")
     return props

@@ -251,4 +251,25 @@ def readiness(layout: Any, boot: Any, guest: Any, disk_size: int) -> tuple[list[
         _fstab(root, out)
         _services(root, out)
         _console_and_drivers(root, out)
+    elif root.type == "windows" and root.windows is not None:
+        _windows_drivers(root.windows, out)
     return out, firmware
+
+
+def windows_boot_driver(win: Any, name: str) -> Any:
+    """The Windows service ``name`` when it starts at boot (Start=0), else None."""
+    svc = win.service(name)
+    return svc if svc is not None and svc.start == 0 else None
+
+
+def _windows_drivers(win: Any, out: list[Finding]) -> None:
+    if windows_boot_driver(win, "viostor") or windows_boot_driver(win, "vioscsi"):
+        return
+    svc = win.service("viostor") or win.service("vioscsi")
+    ev = _src("viostor service", svc.source) if svc is not None else \
+        Evidence("SYSTEM hive: no viostor or vioscsi service")
+    out.append(_f("windows-no-virtio", Severity.ERROR,
+                  "Windows has no virtio storage driver starting at boot (viostor/vioscsi, "
+                  "Start=0): on a virtio disk it stops with INACCESSIBLE_BOOT_DEVICE",
+                  "install the virtio-win drivers (viostor, netkvm) before upload, or set "
+                  "hw_disk_bus=sata", ev))
