@@ -37,8 +37,8 @@ def open_container(target: Target | str) -> Reader:
     dotted, package = _CONTAINER_READERS[t.kind]
     cls = load(dotted, package)
     if t.kind == "file":
-        return cls(t.path)  # type: ignore[no-any-return]
-    return cls(t)  # type: ignore[no-any-return]
+        return cls(t.path)
+    return cls(t)
 
 
 def _target(target: str | Target) -> Target:

@@ -69,7 +69,7 @@ class Plan:
     remote: Target | None = None
 
 
-def _piece(fs, mountpoint: str = "/") -> Piece:  # type: ignore[no-untyped-def]
+def _piece(fs, mountpoint: str = "/") -> Piece:
     return Piece(fs.location, fs.type, mountpoint, fs.offset, fs.size, fs.uuid, fs.label)
 
 
@@ -153,7 +153,7 @@ def _plan(insp: Inspection, target: str, t: Target, *, partition: int | None, lv
     return p
 
 
-def _check_remote(t, backend: str) -> None:  # type: ignore[no-untyped-def]
+def _check_remote(t, backend: str) -> None:
     """RBD and NBD targets are mounted through a FUSE export + loop (backend auto or loop)."""
     if t.kind == "rbd" and not t.image:
         raise UserError(f"{t.spec}: names a pool, not an image", code="bad-uri",
@@ -164,7 +164,7 @@ def _check_remote(t, backend: str) -> None:  # type: ignore[no-untyped-def]
                         hint="RBD and NBD targets use --backend auto (or loop)")
 
 
-def _only(filesystems, location: str, target: str) -> Piece:  # type: ignore[no-untyped-def]
+def _only(filesystems, location: str, target: str) -> Piece:
     fs = next((f for f in filesystems if f.location == location), None)
     what = f"{location} of {target}" if location != "disk" else target
     if fs is None:
@@ -180,7 +180,7 @@ def _only(filesystems, location: str, target: str) -> Piece:  # type: ignore[no-
     return _piece(fs)
 
 
-def _choose(p: Plan, layout) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _choose(p: Plan, layout) -> tuple[str, str]:
     from diskkit.backends.loop import loop_available
     from diskkit.backends.lvm import dm_available
     from diskkit.backends.mounts import kernel_supports

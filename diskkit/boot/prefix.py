@@ -91,7 +91,7 @@ def _look(reader: Reader, path: str) -> tuple[str | None, bool | None, bool | No
 
 def _lv_reader(disk: Reader, layout: Any, lv: str) -> Reader | None:
     try:
-        from diskkit.layout import lv_reader  # type: ignore[attr-defined]
+        from diskkit.layout import lv_reader
     except ImportError:
         return None
     try:

@@ -197,6 +197,30 @@ def _feature_table(raw: bytes) -> tuple[tuple[int, int, str], ...]:
     return tuple(entries)
 
 
+def _v3_fields(data: bytes, cluster_size: int, file_size: int
+               ) -> tuple[int, int, int, int, int, int]:
+    """Version 3's extra fields: (incompatible, compatible, autoclear features,
+    refcount_order, header_length, compression_type)."""
+    if len(data) < V3_MIN_HEADER_LENGTH:
+        raise Qcow2HeaderError(f"qcow2 v3 header is truncated ({len(data)} of 104 bytes)",
+                               code="qcow2-bad-header", offset=72,
+                               length=len(data) - 72, truncated=True)
+    incompat, compat, autoclear, refcount_order, header_length = _V3.unpack_from(data, 72)
+    if header_length < V3_MIN_HEADER_LENGTH or header_length % 8:
+        raise Qcow2HeaderError(f"qcow2 header_length {header_length} is not a multiple "
+                               f"of 8 of at least 104", code="qcow2-bad-header",
+                               offset=100, length=4)
+    if header_length > cluster_size or header_length > len(data):
+        raise Qcow2HeaderError(f"qcow2 header_length {header_length} runs past the "
+                               f"first cluster or the bytes read", code="qcow2-bad-header",
+                               offset=100, length=4,
+                               truncated=header_length <= cluster_size
+                               and file_size <= len(data))
+    # compression_type is "present" when header_length > the field's offset
+    compression_type = data[104] if header_length > 104 else 0
+    return incompat, compat, autoclear, refcount_order, header_length, compression_type
+
+
 def parse_header(data: bytes, file_size: int) -> Qcow2Header:
     """Parse the qcow2 header in ``data`` (the first 64 KiB of the file, or all of it when it
     is smaller; ``file_size`` is the whole file's size).
@@ -225,23 +249,8 @@ def parse_header(data: bytes, file_size: int) -> Qcow2Header:
     header_length = V2_HEADER_LENGTH
     compression_type = 0
     if version == 3:
-        if len(data) < V3_MIN_HEADER_LENGTH:
-            raise Qcow2HeaderError(f"qcow2 v3 header is truncated ({len(data)} of 104 bytes)",
-                                   code="qcow2-bad-header", offset=72,
-                                   length=len(data) - 72, truncated=True)
-        incompat, compat, autoclear, refcount_order, header_length = _V3.unpack_from(data, 72)
-        if header_length < V3_MIN_HEADER_LENGTH or header_length % 8:
-            raise Qcow2HeaderError(f"qcow2 header_length {header_length} is not a multiple "
-                                   f"of 8 of at least 104", code="qcow2-bad-header",
-                                   offset=100, length=4)
-        if header_length > cluster_size or header_length > len(data):
-            raise Qcow2HeaderError(f"qcow2 header_length {header_length} runs past the "
-                                   f"first cluster or the bytes read", code="qcow2-bad-header",
-                                   offset=100, length=4,
-                                   truncated=header_length <= cluster_size
-                                   and file_size <= len(data))
-        if header_length > 104:  # "present" when header_length > the field's offset
-            compression_type = data[104]
+        incompat, compat, autoclear, refcount_order, header_length, compression_type = \
+            _v3_fields(data, cluster_size, file_size)
     # Extensions end at the first cluster's end, or where the backing file name starts.
     ext_end = cluster_size
     if bf_offset and header_length < bf_offset < ext_end:

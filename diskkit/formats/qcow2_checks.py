@@ -129,6 +129,13 @@ def checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
                                           "to run it)" if legacy else " (LUKS)"),
             "decrypt it on a trusted host: qemu-img convert --object secret,... -O qcow2",
             [("crypt method", 32, head[32:36])], crypt_method=crypt))
+    return out + _table_checks(h, head, file_size)
+
+
+def _table_checks(h: Qcow2Header, head: bytes, file_size: int) -> list[Finding]:
+    """The sizes and places of the L1, refcount and snapshot tables."""
+    out: list[Finding] = []
+    incompat = h.incompatible_features
     cluster_bits = h.cluster_bits
     if not 9 <= cluster_bits <= 21:
         out.append(_oob("cluster size (cluster_bits)", 20, head[20:24]))

@@ -157,26 +157,29 @@ def _table(reader: Reader) -> tuple[str | None, int, tuple[Partition, ...], list
     return None, 512, (), [], None, None
 
 
-def inspect_layout(reader: Reader) -> Layout:
-    """Partition table, filesystems (on partitions, LVs or the whole disk) and LVM of
-    ``reader``. Problems of the image become findings; an unreadable structure ImageError."""
-    table, ss, parts, findings, disk_id, pmbr = _table(reader)
+def _disk_filesystems(reader: Reader, table: str | None,
+                      parts: tuple[Partition, ...] | list[Partition]) -> list[Filesystem]:
+    """Filesystems on the whole disk (no table; a hybrid ISO) and on each partition."""
     fss: list[Filesystem] = []
     if table is None:
         fs = _fs(reader, "disk", 0)
-        if fs:
-            fss.append(fs)
-    else:
-        iso = filesystems.probe_iso9660(reader)  # hybrid ISOs: the disk is also an ISO
-        if iso:
-            fss.append(Filesystem(iso.type, "disk", 0, iso.size, iso.uuid, iso.label,
-                                  iso.details))
-        for p in parts:
-            if p.kind == "extended" or p.start >= reader.size:
-                continue
-            fs = _fs(partition_reader(reader, p), f"partition {p.number}", p.start)
-            if fs and not (p.start == 0 and fss and fss[0].type == fs.type):
-                fss.append(fs)  # (an isohybrid partition 1 at 0 is the disk's ISO again)
+        return [fs] if fs else []
+    iso = filesystems.probe_iso9660(reader)  # hybrid ISOs: the disk is also an ISO
+    if iso:
+        fss.append(Filesystem(iso.type, "disk", 0, iso.size, iso.uuid, iso.label,
+                              iso.details))
+    for p in parts:
+        if p.kind == "extended" or p.start >= reader.size:
+            continue
+        fs = _fs(partition_reader(reader, p), f"partition {p.number}", p.start)
+        if fs and not (p.start == 0 and fss and fss[0].type == fs.type):
+            fss.append(fs)  # (an isohybrid partition 1 at 0 is the disk's ISO again)
+    return fss
+
+
+def _lvm(reader: Reader, fss: list[Filesystem], findings: list[Finding]
+         ) -> tuple[Any, list[Filesystem]]:
+    """LVM metadata of the PVs among ``fss`` and the filesystems on its LVs."""
     labels = []
     for fs in fss:
         if fs.type == "LVM2_member" and fs.offset is not None:
@@ -184,20 +187,31 @@ def inspect_layout(reader: Reader) -> Layout:
             lab = lvm.read_label(reader, fs.offset, size, fs.location)
             if lab:
                 labels.append(lab)
-    info = None
-    if labels:
-        info, lvm_findings = lvm.parse_lvm(reader, labels)
-        findings += lvm_findings
-        for vg in info.vgs:
-            for lv in vg.lvs:
-                try:
-                    pieces = lvm.lv_pieces(vg, lv)
-                except ImageError:
-                    continue
-                lr = ConcatReader(reader, pieces, f"{reader.name} lv {lv.path}")
-                fs = _fs(lr, f"lv {lv.path}", pieces[0][0] if len(pieces) == 1 else None)
-                if fs:
-                    fss.append(fs)
+    if not labels:
+        return None, []
+    info, lvm_findings = lvm.parse_lvm(reader, labels)
+    findings += lvm_findings
+    out: list[Filesystem] = []
+    for vg in info.vgs:
+        for lv in vg.lvs:
+            try:
+                pieces = lvm.lv_pieces(vg, lv)
+            except ImageError:
+                continue
+            lr = ConcatReader(reader, pieces, f"{reader.name} lv {lv.path}")
+            lv_fs = _fs(lr, f"lv {lv.path}", pieces[0][0] if len(pieces) == 1 else None)
+            if lv_fs:
+                out.append(lv_fs)
+    return info, out
+
+
+def inspect_layout(reader: Reader) -> Layout:
+    """Partition table, filesystems (on partitions, LVs or the whole disk) and LVM of
+    ``reader``. Problems of the image become findings; an unreadable structure ImageError."""
+    table, ss, parts, findings, disk_id, pmbr = _table(reader)
+    fss = _disk_filesystems(reader, table, parts)
+    info, lv_fss = _lvm(reader, fss, findings)
+    fss += lv_fss
     for fs in fss:
         if fs.details.get("needs_recovery"):
             findings.append(Finding(

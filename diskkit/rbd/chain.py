@@ -60,7 +60,7 @@ class ChainLink:
         """JSON form (docs/json.md, ``rbd.parents``)."""
         return {"spec": self.parent.spec, "pool": self.parent.pool,
                 "namespace": self.parent.namespace, "image": self.parent.image,
-                "snapshot": self.parent.snap, "size": self.size, "format": self.format,
+                "snapshot": self.parent.snap, "virtual_size": self.size, "format": self.format,
                 "formats_matched": list(self.formats_matched), "error": self.error}
 
 
@@ -84,16 +84,17 @@ def clone_chain(reader: RbdReader, max_depth: int = MAX_DEPTH) -> list[ChainLink
     conn = reader.connection
     t = reader.target
     while parent is not None and len(links) < max_depth:
+        here = parent
         pt = Target(spec=f"rbd:{parent.spec}", kind="rbd", pool=parent.pool,
                     namespace=parent.namespace, image=parent.image, snap=parent.snap,
                     conf=t.conf, user=t.user, keyring=t.keyring)
         try:
             with RbdReader(pt, connection=conn) as pr:
                 det = detect(pr)
-                links.append(ChainLink(parent, pr.size, det.format, det.formats_matched))
+                links.append(ChainLink(here, pr.size, det.format, det.formats_matched))
                 parent = parent_of(pr.image)
         except DiskkitError as exc:
-            links.append(ChainLink(parent, None, None, error=f"{exc.code}: {exc.message}"))
+            links.append(ChainLink(here, None, None, error=f"{exc.code}: {exc.message}"))
             break
     return links
 
@@ -133,6 +134,9 @@ def _parent_not_raw(reader: RbdReader, link: ChainLink, depth: int) -> Finding:
 def rbd_facts(reader: RbdReader, detection: Detection) -> tuple[dict[str, Any], list[Finding]]:
     """The ``rbd`` section of ``diskkit info`` (image facts + clone chain) and its findings."""
     section = reader.describe()
+    # docs/json.md: an image's sizes are virtual_size / actual_size in every command
+    section["virtual_size"] = section.pop("size", None)
+    section["actual_size"] = section.pop("allocated", None)
     chain = clone_chain(reader)
     section["parent"] = chain[0].parent.spec if chain else None
     section["parents"] = [link.to_dict() for link in chain]

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 from diskkit.errors import InternalError
 
@@ -106,7 +107,7 @@ class Reader(ABC):
     def close(self) -> None:  # noqa: B027 - readers without resources need not override
         """Release what the reader holds (file descriptors, servers, connections)."""
 
-    def __enter__(self) -> Reader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -80,7 +80,8 @@ class RbdReader(Reader):
                     raise UserError(f"{t.spec}: image {t.image!r} has no snapshot {t.snap!r}",
                                     code="rbd-snapshot-not-found",
                                     hint=f"list its snapshots: rbd snap ls "
-                                    f"{image_spec(t.pool, t.namespace, t.image)}") from None
+                                    f"{image_spec(t.pool or '', t.namespace, t.image or '')}"
+                                    ) from None
             try:
                 listed = t.image in rbd.RBD().list(self.ioctx)
             except rbd.Error as exc:
@@ -166,8 +167,8 @@ class RbdReader(Reader):
                 if hi <= lo:
                     continue
                 if merged and lo <= merged[-1].end:
-                    last = merged[-1]
-                    merged[-1] = Extent(last.offset, max(last.end, hi) - last.offset)
+                    prev = merged[-1]
+                    merged[-1] = Extent(prev.offset, max(prev.end, hi) - prev.offset)
                 else:
                     merged.append(Extent(lo, hi - lo))
         return merged
