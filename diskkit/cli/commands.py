@@ -20,8 +20,8 @@ Each argument is ``_a(*flags, **kwargs)``: ``flags`` and ``kwargs`` are exactly 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any

@@ -85,7 +85,7 @@ def _print_rbd(section: dict[str, Any]) -> None:
     from diskkit.cli.output import console
 
     feats = ", ".join(section.get("features", [])) or "none"
-    allocated = section["allocated"]
+    allocated = section["actual_size"]
     alloc = f"{allocated} bytes allocated" if allocated is not None else \
         "allocation unknown (no fast-diff)"
     console.print(f"  rbd:           {section['objects']} objects of {section['object_size']} "
@@ -94,7 +94,7 @@ def _print_rbd(section: dict[str, Any]) -> None:
     if not parents:
         console.print("  parent:        none (not a clone)", markup=False)
     for depth, link in enumerate(parents, 1):
-        what = link["error"] or f"{link['format']}, {link['size']} bytes"
+        what = link["error"] or f"{link['format']}, {link['virtual_size']} bytes"
         label = "parent:" if depth == 1 else f"  ancestor {depth}:"
         console.print(f"  {label:<14} {link['spec']} ({what})", markup=False)
 

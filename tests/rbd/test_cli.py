@@ -9,6 +9,7 @@ import json
 import pytest
 
 from diskkit.runner import Result, run
+from tests.cli.schema import validate
 from tests.rbd.conftest import BROKEN, DISKKIT, RbdImages
 
 
@@ -110,7 +111,7 @@ def test_boot_test_reads_rbd_directly(rbd_images: RbdImages) -> None:
 def _scan(imgs: RbdImages, *args: str) -> tuple[int, dict]:
     r = diskkit("scan", f"rbd:{imgs.pool}:conf={imgs.conf}", "--json", *args)
     assert r.returncode in (0, 1) and r.stdout, (r.returncode, r.stderr, r.stdout[-2000:])
-    return r.returncode, json.loads(r.stdout)
+    return r.returncode, validate("scan", r.stdout)  # docs/schemas/scan.schema.json
 
 
 def test_scan_finds_every_non_raw_image(rbd_images: RbdImages) -> None:
