@@ -130,6 +130,8 @@ def validate(target: str | Target, *, disk_format: str | None = None,
         raise UserError(f"{container_format!r} is not a Glance container_format",
                         code="bad-format", hint="use one of: "
                         + ", ".join(GLANCE_CONTAINER_FORMATS))
+    if isinstance(target, str) and (target.startswith("fat:") or os.path.isdir(target)):
+        return _vvfat(target, cloud)
     t = parse_target(target) if isinstance(target, str) else target
     container = open_container(t)
     owned = True
@@ -165,3 +167,25 @@ def validate(target: str | Target, *, disk_format: str | None = None,
         if owned:
             container.close()
     return v
+
+
+def _vvfat(target: str, cloud: str) -> Validation:
+    """A host directory (``DIR`` or qemu's ``fat:[OPTS:]DIR``): qemu's vvfat driver shows it
+    as a FAT disk, but it is not an image: refused, with qemu's size and the conversion."""
+    import shlex
+
+    from diskkit.validate.upload import qemu_info
+
+    spec = target if target.startswith("fat:") else f"fat:{target}"
+    qinfo = qemu_info(spec, "vvfat")
+    directory = spec.rsplit(":", 1)[-1]
+    out = (directory.rstrip("/") or "fat") + ".qcow2"
+    convert = (f"qemu-img convert -f vvfat {shlex.quote(spec)} -O qcow2 "
+               f"{shlex.quote(out)}")
+    finding = Finding(
+        "vvfat-directory", Severity.ERROR,
+        f"{target} is a host directory: qemu's vvfat driver shows it as a FAT disk of "
+        f"{qinfo.get('virtual_size')} bytes, but there is no image file to upload",
+        (), f"make an image of it first: {convert}", qinfo)
+    up = Upload(None, None, None, [finding], convert=convert, qemu_info=qinfo)
+    return Validation(target, cloud, up, notes=["vvfat: nothing to inspect but a directory"])

@@ -9,6 +9,7 @@ itself is the judge: ``qemu-img info -f FMT`` must open each one.
 from __future__ import annotations
 
 import base64
+import json
 import pathlib
 import shlex
 import struct
@@ -177,3 +178,23 @@ def test_luks_reason_names_nova(tmp_path: pathlib.Path) -> None:
     v = validate(str(p))
     f = next(f for f in v.findings if f.code == "luks-image")
     assert f.blocking and "Nova" in f.message and v.exit_code == 1
+
+
+def test_vvfat_directory_is_named_and_converts(tmp_path: pathlib.Path) -> None:
+    d = tmp_path / "tree"
+    d.mkdir()
+    (d / "hello.txt").write_text("hello\n")
+    info = json.loads(run(["qemu-img", "info", "-f", "vvfat", "--output=json", f"fat:{d}"],
+                          timeout=60).stdout)
+    for target in (str(d), f"fat:{d}"):
+        v = validate(target)
+        assert v.exit_code == 1
+        f = next(x for x in v.findings if x.code == "vvfat-directory")
+        assert f.details["virtual_size"] == info["virtual-size"]
+    assert v.upload.convert is not None
+    argv = shlex.split(v.upload.convert)
+    run(argv, timeout=120)
+    out = pathlib.Path(argv[-1])
+    assert qemu_img_info(out, "qcow2")["virtual-size"] == info["virtual-size"]
+    with FileReader(str(out)) as r:
+        assert check_upload(r, str(out)).safe
