@@ -18,6 +18,7 @@ from diskkit.diagnose.facts import Facts, gather
 from diskkit.diagnose.model import Diagnosis
 from diskkit.errors import UserError
 from diskkit.findings import Finding
+from diskkit.formats import registry
 from diskkit.pipeline import Inspection
 from diskkit.target import Target, parse_target
 
@@ -58,7 +59,7 @@ def diagnose(target: str | Target, fmt: str | None = None, *, firmware: str = "a
     with Inspection(t, fmt, hypervisor=True) as insp:
         facts = gather(insp)
     will_boot, reason, cause = judge(facts, fw, media)
-    if facts.format not in ("raw", "iso") and facts.format != facts.detection.format:
+    if not registry.get(facts.format).raw_bytes and facts.format != facts.detection.format:
         will_boot, reason = False, facts.problem or reason
         cause = [rules._finding(
             "disk-format-mismatch", f"told {facts.format}, the bytes are "
