@@ -164,8 +164,17 @@ def test_no_import_cycles_between_packages() -> None:
     assert not cycles, f"packages importing each other: {cycles}"
 
 
+#: Writes to stdout/stderr below cli/ that are allowed, with the reason.
+STREAM_WRITERS = {
+    # the DISKKIT_TEST_PAUSE_AT test hook announces where it paused (tests wait for it)
+    "diskkit.backends.base",
+    # TODO(perf): "stopped: removed the partial output" on Ctrl-C/SIGTERM; to move to cli/
+    "diskkit.convert.engine",
+}
+
+
 def test_nothing_below_cli_prints() -> None:
-    """print(), rich and typer are the cli's (and the api's docs examples' only)."""
+    """print(), sys.stdout/sys.stderr, rich and typer are the cli's."""
     bad = []
     for path in _FILES:
         me = module_name(path)
@@ -176,6 +185,10 @@ def test_nothing_below_cli_prints() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
                     node.func.id == "print":
                 bad.append(f"{path}:{node.lineno}: print()")
+            if isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr") and \
+                    isinstance(node.value, ast.Name) and node.value.id == "sys" and \
+                    me not in STREAM_WRITERS:
+                bad.append(f"{path}:{node.lineno}: sys.{node.attr}")
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
