@@ -184,59 +184,79 @@ def _literal(s: str) -> str:
 
 # ---------------------------------------------------------------- grub.cfg
 
-def parse_grub_cfg(text: str, path: str, env: dict[str, str] | None = None) -> GrubConfig:
-    """Menu entries, default and searches of a grub.cfg; ``env`` is grubenv's values."""
-    lines = text.splitlines()
-    toks = _lex(text[:MAX_CFG])
-    genv: dict[str, str] = dict(env or {})
-    from_env = set(genv)
-    entries: list[BootEntry] = []
-    defaults: list[tuple[str, Source]] = []
-    searches: list[tuple[str, str, Source]] = []
-    uses_bls = False
+_Stmt = tuple[list[_Tok], int]
+_KERNEL_CMDS = ("linux", "linux16", "linuxefi", "kernel")
+_INITRD_CMDS = ("initrd", "initrd16", "initrdefi")
+_SEARCH_KINDS = ("--fs-uuid", "-u", "--label", "-l", "--file", "-f")
 
-    def src(line: int) -> Source:
-        return Source(path, line, lines[line - 1].strip() if 0 < line <= len(lines) else None)
 
-    def statements(i: int, end_kind: str | None) -> tuple[list[tuple[list[_Tok], int]], int]:
-        """Split tokens from i into statements until a closing '}' (when end_kind)."""
-        out: list[tuple[list[_Tok], int]] = []
-        cur: list[_Tok] = []
-        while i < len(toks):
-            t = toks[i]
-            if t.kind == "}" and end_kind:
-                if cur:
-                    out.append((cur, -1))
-                return out, i + 1
-            if t.kind == "sep":
-                if cur:
-                    out.append((cur, -1))
-                cur = []
-                i += 1
-                continue
-            if t.kind == "{":
-                # a block: the statement so far owns it
-                out.append((cur, i + 1))
-                depth = 1
-                i += 1
-                while i < len(toks) and depth:
-                    depth += {"{": 1, "}": -1}.get(toks[i].kind, 0)
-                    i += 1
-                cur = []
-                continue
-            cur.append(t)
+def _statements(toks: list[_Tok], i: int, block: bool) -> list[_Stmt]:
+    """The statements from token ``i`` up to the closing '}' (``block``) or the end: each is
+    its words and, when it owns a ``{ }`` block, the index of the block's first token."""
+    out: list[_Stmt] = []
+    cur: list[_Tok] = []
+    while i < len(toks):
+        t = toks[i]
+        if t.kind == "}" and block:
+            break
+        if t.kind == "{":
+            out.append((cur, i + 1))  # the statement so far owns the block: skip over it
+            depth = 1
             i += 1
-        if cur:
-            out.append((cur, -1))
-        return out, i
+            while i < len(toks) and depth:
+                depth += {"{": 1, "}": -1}.get(toks[i].kind, 0)
+                i += 1
+            cur = []
+            continue
+        if t.kind == "sep":
+            if cur:
+                out.append((cur, -1))
+            cur = []
+        else:
+            cur.append(t)
+        i += 1
+    if cur:
+        out.append((cur, -1))
+    return out
 
-    def walk(i: int, block: bool, level: list[str], titles: tuple[str, ...], depth: int,
+
+def _entry_id(args: list[str]) -> str | None:
+    """``--id X``, ``--id=X`` or ``$menuentry_id_option X`` of a menuentry."""
+    eid = None
+    for k, a in enumerate(args):
+        if a == "--id" or "menuentry_id_option" in a:
+            eid = _literal(args[k + 1]) if k + 1 < len(args) else None
+        elif a.startswith("--id="):
+            eid = _literal(a[5:])
+    return eid
+
+
+class _GrubParser:
+    """One pass over grub.cfg's statements (see :func:`parse_grub_cfg`)."""
+
+    def __init__(self, text: str, path: str, env: dict[str, str] | None) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        self.toks = _lex(text[:MAX_CFG])
+        self.genv: dict[str, str] = dict(env or {})
+        self.from_env = set(self.genv)
+        self.entries: list[BootEntry] = []
+        self.defaults: list[tuple[str, Source]] = []
+        self.searches: list[tuple[str, str, Source]] = []
+        self.uses_bls = False
+
+    def src(self, line: int) -> Source:
+        """The source of 1-based ``line``."""
+        text = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else None
+        return Source(self.path, line, text)
+
+    def walk(self, i: int, block: bool, level: list[str], titles: tuple[str, ...], depth: int,
              in_entry: dict[str, Any] | None) -> None:
-        nonlocal uses_bls
-        stmts, _ = statements(i, "}" if block else None)
+        """Statements from token ``i``; ``level`` is the submenu index path, ``in_entry`` the
+        menu entry being read (None outside entries)."""
         counter = 0
         cond = 0  # if/while/for nesting: a set there may not run
-        for words, body in stmts:
+        for words, body in _statements(self.toks, i, block):
             while words and words[0].text in ("then", "else", "do"):
                 words = words[1:]
             if not words:
@@ -248,78 +268,79 @@ def parse_grub_cfg(text: str, path: str, env: dict[str, str] | None = None) -> G
                 cond = max(0, cond - 1)
                 continue
             args = [w.text for w in words[1:]]
-            line = words[0].line
             if body >= 0 and cmd in ("menuentry", "submenu"):
-                title = _literal(args[0]) if args else ""
-                eid = None
-                for k, a in enumerate(args):
-                    if a in ("--id",) or "menuentry_id_option" in a:
-                        eid = _literal(args[k + 1]) if k + 1 < len(args) else None
-                    if a.startswith("--id="):
-                        eid = _literal(a[5:])
-                idx = ">".join([*level, str(counter)])
+                self.menu(cmd, args, words[0].line, body, [*level, str(counter)], titles,
+                          depth)
                 counter += 1
-                if cmd == "submenu":
-                    if depth < _MAX_DEPTH:
-                        walk(body, True, [*level, idx.rsplit(">", 1)[-1]], (*titles, title),
-                             depth + 1, None)
-                    continue
-                info: dict[str, Any] = {"kernel": None, "initrd": [], "cmdline": None,
-                                        "cmdline_source": None}
-                walk(body, True, level, titles, depth + 1, info)
-                if len(entries) < MAX_ENTRIES:
-                    entries.append(BootEntry(title, idx, eid, info["kernel"],
-                                             tuple(info["initrd"]), info["cmdline"], titles,
-                                             src(line), info["cmdline_source"]))
-                continue
-            if body >= 0:
-                # if/for/function bodies with braces: walk into them at this level
+            elif body >= 0:
+                # if/for/function bodies with braces: walked at this level
                 if depth < _MAX_DEPTH:
-                    walk(body, True, level, titles, depth + 1, in_entry)
-                continue
-            if cmd == "set" and args and "=" in args[0]:
-                var, _, v = args[0].partition("=")
-                var = _literal(var)
-                value = _expand(v, genv)
-                if in_entry is None and not ((depth or cond) and var in from_env):
-                    # (inside if/else a set may not run: grubenv's load_env value stands)
-                    genv[var] = value
-                    if var == "default":
-                        defaults.append((_literal(v), src(line)))
-                continue
-            if cmd == "blscfg":
-                uses_bls = True
-            if cmd == "search":
-                kind = next((a for a in args if a in ("--fs-uuid", "-u", "--label", "-l",
-                                                      "--file", "-f")), "--file")
-                vals = [a for a in args if not a.startswith("-")]
-                if vals:
-                    searches.append((kind.lstrip("-"), _literal(vals[0]), src(line)))
-            if cmd.startswith("search.fs_uuid") and args:
-                searches.append(("fs-uuid", _literal(args[0]), src(line)))
-            if in_entry is not None and cmd in ("linux", "linux16", "linuxefi", "kernel") \
-                    and args:
-                in_entry["kernel"] = _literal(args[0])
-                in_entry["cmdline_source"] = src(line)
-                in_entry["cmdline"] = " ".join(
-                    x for x in (_expand(a, genv).strip() for a in args[1:]) if x)
-            if in_entry is not None and cmd in ("initrd", "initrd16", "initrdefi"):
-                in_entry["initrd"] = [_literal(a) for a in args]
+                    self.walk(body, True, level, titles, depth + 1, in_entry)
+            else:
+                self.command(cmd, args, words[0].line, in_entry, bool(depth or cond))
 
-    walk(0, False, [], (), 0, None)
+    def menu(self, cmd: str, args: list[str], line: int, body: int, index: list[str],
+             titles: tuple[str, ...], depth: int) -> None:
+        """A menuentry or a submenu whose block starts at token ``body``."""
+        title = _literal(args[0]) if args else ""
+        if depth >= _MAX_DEPTH:
+            return
+        if cmd == "submenu":
+            self.walk(body, True, index, (*titles, title), depth + 1, None)
+            return
+        info: dict[str, Any] = {"kernel": None, "initrd": [], "cmdline": None,
+                                "cmdline_source": None}
+        self.walk(body, True, index[:-1], titles, depth + 1, info)
+        if len(self.entries) < MAX_ENTRIES:
+            self.entries.append(BootEntry(
+                title, ">".join(index), _entry_id(args), info["kernel"], tuple(info["initrd"]),
+                info["cmdline"], titles, self.src(line), info["cmdline_source"]))
+
+    def command(self, cmd: str, args: list[str], line: int, in_entry: dict[str, Any] | None,
+                conditional: bool) -> None:
+        """One simple command."""
+        if cmd == "set" and args and "=" in args[0]:
+            var, _, v = args[0].partition("=")
+            var = _literal(var)
+            # inside if/else a set may not run: grubenv's (load_env) value stands
+            if in_entry is None and not (conditional and var in self.from_env):
+                self.genv[var] = _expand(v, self.genv)
+                if var == "default":
+                    self.defaults.append((_literal(v), self.src(line)))
+        elif cmd == "blscfg":
+            self.uses_bls = True
+        elif cmd == "search":
+            kind = next((a for a in args if a in _SEARCH_KINDS), "--file")
+            vals = [a for a in args if not a.startswith("-")]
+            if vals:
+                self.searches.append((kind.lstrip("-"), _literal(vals[0]), self.src(line)))
+        elif cmd.startswith("search.fs_uuid") and args:
+            self.searches.append(("fs-uuid", _literal(args[0]), self.src(line)))
+        elif in_entry is not None and cmd in _KERNEL_CMDS and args:
+            in_entry["kernel"] = _literal(args[0])
+            in_entry["cmdline_source"] = self.src(line)
+            in_entry["cmdline"] = " ".join(
+                x for x in (_expand(a, self.genv).strip() for a in args[1:]) if x)
+        elif in_entry is not None and cmd in _INITRD_CMDS:
+            in_entry["initrd"] = [_literal(a) for a in args]
+
+
+def parse_grub_cfg(text: str, path: str, env: dict[str, str] | None = None) -> GrubConfig:
+    """Menu entries, default and searches of a grub.cfg; ``env`` is grubenv's values."""
+    g = _GrubParser(text, path, env)
+    g.walk(0, False, [], (), 0, None)
     # the `set default` that applies: grub-mkconfig writes "${next_entry}" in the if branch
     default, dsrc = None, None
-    for value, s in defaults:
+    for value, src in g.defaults:
         if "next_entry" not in value:
-            default, dsrc = value, s
+            default, dsrc = value, src
     target = None
     if default is not None:
-        resolved = _expand(default.replace("$", "$"), genv) if "$" in default else default
-        target = _find(entries, resolved)
-    elif entries:
-        target = next((e for e in entries if e.index == "0"), None)
-    return GrubConfig(path, tuple(entries), default, dsrc, target, uses_bls, tuple(searches),
-                      genv)
+        target = _find(g.entries, _expand(default, g.genv) if "$" in default else default)
+    elif g.entries:
+        target = next((e for e in g.entries if e.index == "0"), None)
+    return GrubConfig(path, tuple(g.entries), default, dsrc, target, g.uses_bls,
+                      tuple(g.searches), g.genv)
 
 
 def _find(entries: list[BootEntry] | tuple[BootEntry, ...], ref: str) -> BootEntry | None:

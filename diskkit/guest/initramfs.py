@@ -40,6 +40,7 @@ MAPPER = ("dm_mod", "dm_crypt", "raid1", "md_mod")
 INTERESTING = STORAGE + FILESYSTEMS + MAPPER
 
 _NONZERO = re.compile(rb"[^\0]")
+_HEX_FIELDS = re.compile(rb"[0-9A-Fa-f]{104}")
 _MODULE_RE = re.compile(r"(?:^|/)lib/modules/([^/]+)/.*?([^/]+)\.ko(?:\.(?:xz|zst|gz))?$")
 
 
@@ -98,6 +99,20 @@ class InitramfsFacts:
     problem: str = ""
 
 
+def _newc_header(buf: bytes, pos: int) -> tuple[int, int, int] | str:
+    """(mode, file size, name size) of the newc header at ``pos``, or why it is not one."""
+    magic = bytes(buf[pos:pos + 6])
+    if magic not in (b"070701", b"070702"):
+        return f"not a cpio newc header: {magic!r}"
+    if not _HEX_FIELDS.fullmatch(buf, pos + 6, pos + 110):
+        return "cpio header with non-hex fields"
+    fields = [int(buf[pos + 6 + 8 * k: pos + 14 + 8 * k], 16) for k in range(13)]
+    namesize = fields[11]
+    if namesize == 0 or namesize > _MAX_NAME:
+        return f"cpio name size {namesize} out of bounds"
+    return fields[1], fields[6], namesize
+
+
 class _Cpio:
     """A streaming newc parser: feed() bytes, it appends entries and counts its bytes."""
 
@@ -137,19 +152,11 @@ class _Cpio:
                     pos = m.start() if m else len(buf)
                 if len(buf) - pos < 110:
                     return True
-                magic = bytes(buf[pos:pos + 6])
-                if magic not in (b"070701", b"070702"):
-                    self.error = f"not a cpio newc header: {magic!r}"
+                header = _newc_header(buf, pos)
+                if isinstance(header, str):
+                    self.error = header
                     return False
-                try:
-                    fields = [int(buf[pos + 6 + 8 * k: pos + 14 + 8 * k], 16) for k in range(13)]
-                except ValueError:
-                    self.error = "cpio header with non-hex fields"
-                    return False
-                mode, filesize, namesize = fields[1], fields[6], fields[11]
-                if namesize == 0 or namesize > _MAX_NAME:
-                    self.error = f"cpio name size {namesize} out of bounds"
-                    return False
+                mode, filesize, namesize = header
                 head = (110 + namesize + 3) & ~3
                 if len(buf) - pos < head:
                     return True
@@ -232,7 +239,7 @@ def zstd_frame_end(data: bytes, pos: int) -> int | None:
 def _lz4_legacy(data: bytes, pos: int) -> Iterator[bytes | int]:
     """Blocks of an lz4 legacy stream at ``pos`` (after its magic); yields each block's output
     and last the offset where the stream ended."""
-    import lz4.block  # type: ignore[import-untyped]
+    import lz4.block
 
     limit = 8 << 20
     while pos + 4 <= len(data):
@@ -247,107 +254,126 @@ def _lz4_legacy(data: bytes, pos: int) -> Iterator[bytes | int]:
     yield pos
 
 
+class _Walk:
+    """The segment-by-segment walk of :func:`list_initramfs`."""
+
+    def __init__(self, data: bytes, max_output: int, max_entries: int) -> None:
+        self.data = data
+        self.max_output = max_output
+        self.out_left = max_output
+        self.entries: list[Entry] = []
+        self.segments: list[Segment] = []
+        self.budget = [max_entries]
+        self.problem = ""
+        self.truncated = len(data) >= MAX_INPUT
+
+    def emit(self, cp: _Cpio, out: bytes) -> bool:
+        """Decompressed ``out`` to the cpio parser, counted against the output bound."""
+        self.out_left -= len(out)
+        if self.out_left < 0:
+            raise ValueError(f"more than {self.max_output} bytes decompressed")
+        return not out or cp.feed(out)
+
+    def stored(self, pos: int) -> int:
+        """A stored archive at ``pos``: parsed up to its trailer; returns where it ends."""
+        data = self.data
+        cp = _Cpio(self.entries, self.budget)
+        end = pos
+        while end < len(data):
+            nxt = data.find(b"TRAILER!!!", end)
+            stop = len(data) if nxt < 0 else min(len(data), (nxt + 11 + 3) & ~3)
+            cp.feed(data[end:stop])
+            end = stop
+            if cp.error or (cp.finished() and not cp.skip):
+                break
+        self.problem = cp.error
+        self.segments.append(Segment(pos, None, cp.count))
+        return end
+
+    def lz4(self, pos: int, cp: _Cpio) -> int:
+        """An lz4 legacy stream (magic already checked); returns where it ends."""
+        end = len(self.data)
+        for piece in _lz4_legacy(self.data, pos + 4):
+            if isinstance(piece, int):
+                end = piece
+                break
+            if not self.emit(cp, piece):
+                break
+        return end
+
+    def zstd(self, pos: int, cp: _Cpio) -> int:
+        """One zstd frame, read 8 MiB at a time; returns where it ends."""
+        frame_end = zstd_frame_end(self.data, pos)
+        if frame_end is None:
+            self.truncated = True
+            raise ValueError("the zstd frame does not end in the file")
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            memoryview(self.data)[pos:frame_end], read_across_frames=False)
+        while out := reader.read(_CHUNK * 8):
+            if not self.emit(cp, out):
+                break
+        return frame_end
+
+    def stream(self, kind: str, pos: int, cp: _Cpio) -> int:
+        """A gzip, xz, lzma or bzip2 stream fed 64 KiB at a time; returns where it ends."""
+        step = _decompressor(kind)
+        chunk = 64 << 10
+        p = pos
+        done = False
+        while p < len(self.data) and not done:
+            out, done, unused = step(self.data[p:p + chunk])
+            p += min(chunk, len(self.data) - p) - (len(unused) if done else 0)
+            if not self.emit(cp, out):
+                break
+        if not done and not cp.error:
+            self.truncated = True
+            self.problem = self.problem or f"{kind} stream at {pos} does not end"
+        return p
+
+    def compressed(self, kind: str, pos: int) -> int:
+        """A compressed segment at ``pos``; returns where it ends."""
+        cp = _Cpio(self.entries, self.budget)
+        end = len(self.data)
+        try:
+            if kind == "lz4":
+                end = self.lz4(pos, cp)
+            elif kind == "zstd":
+                end = self.zstd(pos, cp)
+            else:
+                end = self.stream(kind, pos, cp)
+        except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError,
+                zstandard.ZstdError) as exc:
+            self.problem = f"{kind} segment at {pos}: {exc}"
+        self.problem = self.problem or cp.error
+        self.segments.append(Segment(pos, kind, cp.count))
+        return end
+
+    def run(self) -> Listing:
+        """Every segment until the data ends or one cannot be read."""
+        data = self.data
+        pos = 0
+        while pos < len(data) and not self.problem:
+            m = _NONZERO.search(data, pos)  # zero padding between segments
+            if m is None:
+                break
+            pos = m.start()
+            if data[pos:pos + 6] in (b"070701", b"070702"):
+                pos = self.stored(pos)
+                continue
+            kind = next((k for magic, k in MAGICS if data.startswith(magic, pos)), None)
+            if kind is None:
+                self.problem = f"unknown data at offset {pos}: {data[pos:pos + 8].hex()}"
+                break
+            pos = self.compressed(kind, pos)
+        if any(w in self.problem for w in ("entries", "decompressed", "ratio")):
+            self.truncated = True
+        return Listing(tuple(self.segments), tuple(self.entries), self.truncated, self.problem)
+
+
 def list_initramfs(data: bytes, *, max_output: int = MAX_OUTPUT,
                    max_entries: int = MAX_ENTRIES) -> Listing:
     """Every entry of the initramfs ``data``, segment by segment."""
-    entries: list[Entry] = []
-    segments: list[Segment] = []
-    budget = [max_entries]
-    out_left = max_output
-    pos = 0
-    problem = ""
-    truncated = len(data) >= MAX_INPUT
-    while pos < len(data) and not problem:
-        while pos < len(data) and data[pos] == 0:
-            pos += 1
-        if pos >= len(data):
-            break
-        start = pos
-        if data[pos:pos + 6] in (b"070701", b"070702"):
-            # a stored archive: parse up to its trailer, then go on after it
-            cp = _Cpio(entries, budget)
-            end = pos
-            while end < len(data):
-                nxt = data.find(b"TRAILER!!!", end)
-                if nxt < 0:
-                    cp.feed(data[end:])
-                    end = len(data)
-                    break
-                stop = min(len(data), (nxt + 11 + 3) & ~3)
-                cp.feed(data[end:stop])
-                end = stop
-                if cp.error or (cp.finished() and not cp.skip):
-                    break
-            if cp.error:
-                problem = cp.error
-            segments.append(Segment(start, None, cp.count))
-            pos = end
-            continue
-        kind = next((k for m, k in MAGICS if data.startswith(m, pos)), None)
-        if kind is None:
-            problem = f"unknown data at offset {pos}: {data[pos:pos + 8].hex()}"
-            break
-        cp = _Cpio(entries, budget)
-        try:
-            if kind == "lz4":
-                end = len(data)
-                for piece in _lz4_legacy(data, pos + 4):
-                    if isinstance(piece, int):
-                        end = piece
-                        break
-                    out_left -= len(piece)
-                    if out_left < 0:
-                        raise ValueError(f"more than {max_output} bytes decompressed")
-                    if not cp.feed(piece):
-                        break
-                pos = end
-            elif kind == "zstd":
-                frame_end = zstd_frame_end(data, pos)
-                if frame_end is None:
-                    truncated = True
-                    raise ValueError("the zstd frame does not end in the file")
-                reader = zstandard.ZstdDecompressor().stream_reader(
-                    memoryview(data)[pos:frame_end], read_across_frames=False)
-                while True:
-                    out = reader.read(_CHUNK * 8)
-                    if not out:
-                        break
-                    out_left -= len(out)
-                    if out_left < 0:
-                        raise ValueError(f"more than {max_output} bytes decompressed")
-                    if not cp.feed(out):
-                        break
-                pos = frame_end
-            else:
-                step = _decompressor(kind)
-                chunk = 64 << 10
-                p = pos
-                done = False
-                while p < len(data) and not done:
-                    out, done, unused = step(data[p:p + chunk])
-                    p += min(chunk, len(data) - p)
-                    if done:
-                        p -= len(unused)
-                    out_left -= len(out)
-                    if out_left < 0:
-                        raise ValueError(f"more than {max_output} bytes decompressed")
-                    if out and not cp.feed(out):
-                        break
-                if not done and not cp.error:
-                    truncated = True
-                    problem = problem or f"{kind} stream at {pos} does not end"
-                pos = p
-        except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError,
-                zstandard.ZstdError) as exc:
-            problem = f"{kind} segment at {start}: {exc}"
-        if cp.error:
-            problem = problem or cp.error
-        segments.append(Segment(start, kind, cp.count))
-        if kind == "lz4" and not problem:
-            continue
-    if problem and ("entries" in problem or "decompressed" in problem or "ratio" in problem):
-        truncated = True
-    return Listing(tuple(segments), tuple(entries), truncated, problem)
+    return _Walk(data, max_output, max_entries).run()
 
 
 def summarize(listing: Listing) -> InitramfsFacts:

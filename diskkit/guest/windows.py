@@ -114,7 +114,7 @@ def find_systemroot(fs: GuestFS) -> str | None:
 def _hive(data: bytes) -> Iterator[Any]:
     import hivex  # type: ignore[import-untyped]
 
-    class _Hive(hivex.Hivex):  # type: ignore[misc]
+    class _Hive(hivex.Hivex):
         """hivex.Hivex whose __del__ does not fail after a failed open."""
 
         def __del__(self) -> None:

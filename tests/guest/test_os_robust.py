@@ -54,3 +54,11 @@ def test_text_parsers_never_raise(text: str) -> None:
     for fields, _src in parse_fstab(text):
         if fields:
             res.resolve(fields[0])
+
+
+def test_signed_or_spaced_cpio_fields_are_refused() -> None:
+    """int() would take " +1_0" or "-00000C8": a negative name size must not walk backwards."""
+    for field in (b"-00000C8", b" +1_0   ", b"0x000010"):
+        head = b"070701" + b"00000000" * 11 + field + b"00000000"
+        listing = initramfs.list_initramfs(head + b"x" * 300)
+        assert listing.problem == "cpio header with non-hex fields"
