@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from diskkit.backends.base import Teardown, undoer
+from diskkit.backends.base import Location, Teardown, undoer
 from diskkit.backends.mounts import mounted_at
 from diskkit.backends.state import pid_alive
 from diskkit.errors import CommandError, CommandTimeout, HostError, UserError
@@ -122,13 +122,15 @@ def _launch(g: Any, errors: list[BaseException]) -> None:
         errors.append(exc)
 
 
-def appliance_device(location: str) -> str:
-    """The appliance's device for a layout location ("partition 2" -> /dev/sda2)."""
-    if location == "disk":
-        return "/dev/sda"
-    if location.startswith("partition "):
-        return f"/dev/sda{location.split()[1]}"
-    return f"/dev/{location[3:]}"
+def appliance_device(location: str | Location) -> str:
+    """The appliance's device for a location (partition 2 -> /dev/sda2, lv vg/root ->
+    /dev/vg/root); the layout's spelling ("partition 2") is accepted too."""
+    where = Location.parse(location) if isinstance(location, str) else location
+    if where.kind == "partition":
+        return f"/dev/sda{where.number}"
+    if where.kind == "lv":
+        return f"/dev/{where.vg}/{where.lv}"
+    return "/dev/sda"
 
 
 def os_pairs(g: Any, plan: Any) -> list[tuple[str, str]]:
@@ -137,7 +139,7 @@ def os_pairs(g: Any, plan: Any) -> list[tuple[str, str]]:
     from diskkit.backends.fstab import parse
     from diskkit.backends.select import find_piece
 
-    for cand in sorted(plan.candidates, key=lambda c: (not c.location.startswith("lv "),
+    for cand in sorted(plan.candidates, key=lambda c: (c.where.kind != "lv",
                                                         c.location)):
         dev = appliance_device(cand.location)
         try:

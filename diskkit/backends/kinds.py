@@ -201,7 +201,7 @@ class GuestfsBackend:
 
     def mount(self, att: Attachment, specs: list[MountSpec], root: str) -> list[dict[str, Any]]:
         """One ``guestmount`` of every spec."""
-        pairs = [(guestfs.appliance_device(str(s.location)), s.mountpoint) for s in specs]
+        pairs = [(guestfs.appliance_device(s.location), s.mountpoint) for s in specs]
         guestfs.guestmount(att.td, att.image, att.fmt, root, pairs)
         return [{"location": str(s.location), "fstype": s.fstype, "device": None,
                  "path": os.path.join(os.path.abspath(root), s.mountpoint.lstrip("/"))

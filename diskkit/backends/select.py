@@ -215,8 +215,9 @@ def find_piece(plan: Plan, spec: str) -> Piece | None:
             return c
         if key == "LABEL" and c.label == value:
             return c
-        if spec.startswith("/dev/mapper/") and c.location.startswith("lv "):
-            vg, lv = c.location[3:].split("/", 1)
+        w = c.where
+        if spec.startswith("/dev/mapper/") and w.kind == "lv" and w.vg and w.lv:
+            vg, lv = w.vg, w.lv
             if spec[len("/dev/mapper/"):] == f"{vg.replace('-', '--')}-{lv.replace('-', '--')}":
                 return c
         if spec.startswith("/dev/") and c.location == f"lv {spec[5:]}":

@@ -63,19 +63,15 @@ def mount_plan(td: Teardown, plan: Plan, root: str) -> Mounted:
     td.run.save()
     be = backend_for(plan)
     if isinstance(be, GuestfsBackend):
-        if plan.os_root:
+        if plan.os_root:  # the OS tree is found inside the appliance, then mounted by device
             with guestfs.open_appliance(plan.image, plan.fmt) as g:
                 pairs = guestfs.os_pairs(g, plan)
+            where = {guestfs.appliance_device(c.location): c for c in plan.candidates}
+            specs = [MountSpec(where[dev].where, where[dev].fstype, mp) for dev, mp in pairs]
         else:
-            pairs = [(guestfs.appliance_device(p.location), p.mountpoint) for p in plan.pieces]
-        guestfs.guestmount(td, plan.image, plan.fmt, root, pairs)
-        where = {guestfs.appliance_device(c.location): c for c in plan.candidates}
-        for dev, mp in pairs:
-            c = where.get(dev)
-            result.mounts.append({"location": c.location if c else dev,
-                                  "fstype": c.fstype if c else None, "device": None,
-                                  "path": os.path.join(result.root, mp.lstrip("/")).rstrip("/"),
-                                  "mountpoint": mp})
+            specs = [MountSpec(p.where, p.fstype, p.mountpoint) for p in plan.pieces]
+        att = be.attach(td, plan.image, plan.fmt)
+        result.mounts.extend(be.mount(att, specs, result.root))
         return result
     assert isinstance(be, KernelBackend)
     att = be.attach(td, plan.image, plan.fmt, partitions=plan.partitions,
@@ -95,7 +91,7 @@ def _os_pieces(be: KernelBackend, att: Attachment, plan: Plan, root: str,
     /etc/os-release), then the fstab entries below it that are on this disk."""
     from diskkit.backends.fstab import entries
 
-    for cand in sorted(plan.candidates, key=lambda c: (not c.location.startswith("lv "),
+    for cand in sorted(plan.candidates, key=lambda c: (c.where.kind != "lv",
                                                         c.location)):
         if not mounts.kernel_supports(cand.fstype):
             continue
