@@ -33,7 +33,10 @@ _NOTHING = re.compile(r"No bootable device|No bootable option or device was foun
 _JUMPED = re.compile(r"Booting from [0-9a-fA-F]{4}:[0-9a-fA-F]{4}|BdsDxe: starting Boot")
 
 _LOADERS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("grub", re.compile(r"GNU GRUB|Welcome to GRUB|grub>|DISKKIT-BOOT-OK|GRUB loading")),
+    # GRUB's banner and prompts; its menu entry's own words (normal/menu.c "Booting `%s'",
+    # grub-mkconfig's 10_linux "Loading Linux ..." / "Loading initial ramdisk ...").
+    ("grub", re.compile(r"GNU GRUB|Welcome to GRUB|grub>|DISKKIT-BOOT-OK|GRUB loading|"
+                        r"Booting `[^']*'|Loading Linux \S+ \.\.\.|Loading initial ramdisk")),
     ("isolinux", re.compile(r"ISOLINUX \d")),
     ("syslinux", re.compile(r"SYSLINUX \d|EXTLINUX \d")),
     ("windows", re.compile(r"Windows Boot Manager|BOOTMGR")),

@@ -98,6 +98,12 @@ class BootOutcome:
         """The outcome is the expected one (None when nothing was expected)."""
         return None if self.expected is None else self.outcome == self.expected
 
+    def to_json(self) -> Any:
+        """Exactly what the command prints with --json (:func:`diskkit.jsonable.jsonable`)."""
+        from diskkit.jsonable import jsonable
+
+        return jsonable(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"outcome": self.outcome, "booted": self.booted, "loader": self.loader,
