@@ -68,40 +68,44 @@ def parse_version(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2) or 0)
 
 
+#: distro -> libosinfo short id pattern (libguestfs' rules), for a known major version.
+_OSINFO = {
+    "debian": "debian{major}", "ubuntu": "ubuntu{major}.{minor:02d}", "fedora": "fedora{major}",
+    "rhel": "rhel{major}.{minor}", "rocky": "rocky{major}.{minor}",
+    "almalinux": "almalinux{major}", "oraclelinux": "ol{major}.{minor}",
+    "alpinelinux": "alpinelinux{major}.{minor}",
+}
+
+
+def _centos(major: int, minor: int, product: str) -> str:
+    if "stream" in product:
+        return f"centos-stream{major}"
+    if major >= 8:
+        return f"centos{major}"
+    return "centos7.0" if major == 7 else f"centos{major}.{minor}"
+
+
+def _suse(distro: str, major: int, minor: int, product: str) -> str | None:
+    if distro == "sles":
+        return f"sles{major}sp{minor}" if minor else f"sles{major}"
+    if "tumbleweed" in product:
+        return "opensusetumbleweed"
+    return f"opensuse{major}.{minor}" if major >= 42 or major == 15 else None
+
+
 def osinfo_id(distro: str, major: int, minor: int, product: str | None = None) -> str | None:
     """The libosinfo short id libguestfs derives for a Linux distro and version, or None."""
     p = (product or "").lower()
-    if distro == "debian" and major >= 4:
-        return f"debian{major}"
-    if distro == "ubuntu" and major:
-        return f"ubuntu{major}.{minor:02d}"
-    if distro == "fedora" and major:
-        return f"fedora{major}"
-    if distro == "rhel" and major:
-        return f"rhel{major}.{minor}"
-    if distro == "centos" and major:
-        if "stream" in p:
-            return f"centos-stream{major}"
-        if major >= 8:
-            return f"centos{major}"
-        return "centos7.0" if major == 7 else f"centos{major}.{minor}"
-    if distro == "rocky" and major:
-        return f"rocky{major}.{minor}"
-    if distro == "almalinux" and major:
-        return f"almalinux{major}"
-    if distro == "oraclelinux" and major:
-        return f"ol{major}.{minor}"
-    if distro == "opensuse":
-        if "tumbleweed" in p:
-            return "opensusetumbleweed"
-        return f"opensuse{major}.{minor}" if major >= 42 or major == 15 else None
-    if distro == "sles" and major:
-        return f"sles{major}sp{minor}" if minor else f"sles{major}"
-    if distro == "alpinelinux" and major:
-        return f"alpinelinux{major}.{minor}"
     if distro in ("archlinux", "gentoo", "voidlinux"):
         return distro
-    return None
+    if distro == "opensuse" or (distro == "sles" and major):
+        return _suse(distro, major, minor, p)
+    if not major or (distro == "debian" and major < 4):
+        return None
+    if distro == "centos":
+        return _centos(major, minor, p)
+    pattern = _OSINFO.get(distro)
+    return pattern.format(major=major, minor=minor) if pattern else None
 
 
 def _legacy(fs: GuestFS) -> Identity | None:

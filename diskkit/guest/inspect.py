@@ -334,6 +334,19 @@ def _reader_for(disk: Reader, layout: Layout, location: str) -> Reader | None:
     return None
 
 
+def _assemble(fs: GuestFS, location: str, layout: Layout,
+              get: Callable[[str, str], GuestFS | None]) -> dict[str, GuestFS]:
+    """The filesystems the root at ``location`` mounts at ASSEMBLE points, from its fstab."""
+    mounts: dict[str, GuestFS] = {}
+    for e in read_fstab(fs, layout):
+        if e.mountpoint in ASSEMBLE and e.location and e.location != location:
+            other = next((x for x in layout.filesystems if x.location == e.location), None)
+            sub = get(e.location, other.type) if other else None
+            if sub is not None:
+                mounts[e.mountpoint] = sub
+    return mounts
+
+
 def _default_open(reader: Reader, fstype: str) -> GuestFS:
     from diskkit.guest.fs import open_filesystem
 
@@ -377,14 +390,7 @@ def inspect_guest(disk: Reader, layout: Layout, *, open_fs: OpenFS | None = None
                 probe_root = False
             if not probe_root:
                 continue
-            mounts: dict[str, GuestFS] = {}
-            for e in read_fstab(fs, layout):
-                if e.mountpoint in ASSEMBLE and e.location and e.location != f.location:
-                    other = next((x for x in layout.filesystems if x.location == e.location),
-                                 None)
-                    sub = get(e.location, other.type) if other else None
-                    if sub is not None:
-                        mounts[e.mountpoint] = sub
+            mounts = _assemble(fs, f.location, layout, get)
             try:
                 root = inspect_root(fs, location=f.location, layout=layout, mounts=mounts,
                                     read_initramfs=read_initramfs, fs_uuid=f.uuid)

@@ -180,75 +180,79 @@ def _osinfo(major: int, minor: int, build: str | None, itype: str | None,
     return pair[1 if server else 0] if pair else None
 
 
+_CV = "Microsoft\\Windows NT\\CurrentVersion"
+_CV_VALUES = (("ProductName", "product_name"), ("CurrentBuild", "build"),
+              ("CurrentBuildNumber", "build"), ("DisplayVersion", "display_version"),
+              ("EditionID", "edition"), ("InstallationType", "installation_type"),
+              ("CurrentMajorVersionNumber", "major"), ("CurrentMinorVersionNumber", "minor"),
+              ("CurrentVersion", "current_version"))
+
+
+def _read_software(h: Any, path: str, info: dict[str, Any], ev: dict[str, Source]) -> bool:
+    """CurrentVersion's values into ``info``; returns whether Cloudbase-Init's key exists."""
+    node = _child(h, h.root(), _CV)
+    for key, name in _CV_VALUES:
+        val = _value(h, node, key)
+        if val is not None and name not in info:
+            info[name] = val
+            ev[name] = Source(path, None, f"HKLM\\SOFTWARE\\{_CV}\\{key}")
+    if "major" not in info and isinstance(info.get("current_version"), str):
+        cvs = str(info["current_version"]).split(".")
+        if cvs[0].isdigit():  # before Windows 10: "6.3"
+            info["major"] = int(cvs[0])
+            info["minor"] = int(cvs[1]) if len(cvs) > 1 and cvs[1].isdigit() else 0
+            ev["major"] = ev["current_version"]
+    return bool(_child(h, h.root(), "Cloudbase Solutions\\Cloudbase-Init"))
+
+
+def _read_system(h: Any, path: str, info: dict[str, Any], ev: dict[str, Source]) -> None:
+    """The current control set, the DRIVERS services and the computer name into ``info``."""
+    cur = _value(h, _child(h, h.root(), "Select"), "Current")
+    cur = cur if isinstance(cur, int) and 0 < cur < 1000 else 1
+    control_set = info["control_set"] = f"ControlSet{cur:03d}"
+    cs = _child(h, h.root(), control_set)
+    svc = _child(h, cs, "Services") if cs else None
+    services = info.setdefault("services", [])
+    for name in DRIVERS:
+        node = _child(h, svc, name) if svc else None
+        if node:
+            start = _value(h, node, "Start")
+            img = _value(h, node, "ImagePath")
+            services.append(WindowsService(
+                h.node_name(node), start if isinstance(start, int) else None,
+                img if isinstance(img, str) else None,
+                Source(path, None, f"HKLM\\SYSTEM\\{control_set}\\Services\\"
+                       f"{h.node_name(node)}\\Start")))
+    hn = _value(h, _child(h, cs, "Control\\ComputerName\\ComputerName") if cs else None,
+                "ComputerName")
+    if isinstance(hn, str):
+        info["hostname"] = hn
+        ev["hostname"] = Source(path, None, f"HKLM\\SYSTEM\\{control_set}\\Control"
+                                "\\ComputerName\\ComputerName\\ComputerName")
+
+
 def read_windows(fs: GuestFS, systemroot: str) -> WindowsInfo:
     """Identity, services and architecture of the Windows installation at ``systemroot``."""
     parts = systemroot.strip("/").split("/")
     problems: list[str] = []
     ev: dict[str, Source] = {}
     info: dict[str, Any] = {}
-    soft = _ci_path(fs, *parts, "System32", "config", "SOFTWARE")
-    sysh = _ci_path(fs, *parts, "System32", "config", "SYSTEM")
-    cv = "Microsoft\\Windows NT\\CurrentVersion"
     cloudbase = False
-    if soft:
-        data = read_bytes(fs, soft, MAX_HIVE)
+    for hive in ("SOFTWARE", "SYSTEM"):
+        path = _ci_path(fs, *parts, "System32", "config", hive)
+        if path is None:
+            continue
         try:
-            with _hive(data or b"") as h:
-                node = _child(h, h.root(), cv)
-                for key, name in (("ProductName", "product_name"), ("CurrentBuild", "build"),
-                                  ("CurrentBuildNumber", "build"),
-                                  ("DisplayVersion", "display_version"),
-                                  ("EditionID", "edition"),
-                                  ("InstallationType", "installation_type"),
-                                  ("CurrentMajorVersionNumber", "major"),
-                                  ("CurrentMinorVersionNumber", "minor"),
-                                  ("CurrentVersion", "current_version")):
-                    val = _value(h, node, key)
-                    if val is not None and name not in info:
-                        info[name] = val
-                        ev[name] = Source(soft, None, f"HKLM\\SOFTWARE\\{cv}\\{key}")
-                cloudbase = bool(_child(h, h.root(), "Cloudbase Solutions\\Cloudbase-Init"))
+            with _hive(read_bytes(fs, path, MAX_HIVE) or b"") as h:
+                if hive == "SOFTWARE":
+                    cloudbase = _read_software(h, path, info, ev)
+                else:
+                    _read_system(h, path, info, ev)
         except (RuntimeError, OSError) as exc:
-            problems.append(f"{soft}: hivex cannot read it ({exc})")
-    if "major" not in info and isinstance(info.get("current_version"), str):
-        cvs = str(info["current_version"]).split(".")
-        if cvs[0].isdigit():
-            info["major"] = int(cvs[0])
-            info["minor"] = int(cvs[1]) if len(cvs) > 1 and cvs[1].isdigit() else 0
-            ev["major"] = ev["current_version"]
-    services: list[WindowsService] = []
-    hostname = control_set = None
-    if sysh:
-        data = read_bytes(fs, sysh, MAX_HIVE)
-        try:
-            with _hive(data or b"") as h:
-                cur = _value(h, _child(h, h.root(), "Select"), "Current")
-                cur = cur if isinstance(cur, int) and 0 < cur < 1000 else 1
-                control_set = f"ControlSet{cur:03d}"
-                cs = _child(h, h.root(), control_set)
-                svc = _child(h, cs, "Services") if cs else None
-                for name in DRIVERS:
-                    node = _child(h, svc, name) if svc else None
-                    if node:
-                        start = _value(h, node, "Start")
-                        img = _value(h, node, "ImagePath")
-                        services.append(WindowsService(
-                            h.node_name(node), start if isinstance(start, int) else None,
-                            img if isinstance(img, str) else None,
-                            Source(sysh, None, f"HKLM\\SYSTEM\\{control_set}\\Services\\"
-                                   f"{h.node_name(node)}\\Start")))
-                hn = _value(h, _child(h, cs, "Control\\ComputerName\\ComputerName")
-                            if cs else None, "ComputerName")
-                if isinstance(hn, str):
-                    hostname = hn
-                    ev["hostname"] = Source(sysh, None, f"HKLM\\SYSTEM\\{control_set}\\Control"
-                                            "\\ComputerName\\ComputerName\\ComputerName")
-        except (RuntimeError, OSError) as exc:
-            problems.append(f"{sysh}: hivex cannot read it ({exc})")
-    if any(s.name.lower() == "cloudbase-init" for s in services):
-        cloudbase = True
-    if _ci_path(fs, "Program Files", "Cloudbase Solutions", "Cloudbase-Init"):
-        cloudbase = True
+            problems.append(f"{path}: hivex cannot read it ({exc})")
+    services: list[WindowsService] = info.get("services", [])
+    cloudbase = cloudbase or any(s.name.lower() == "cloudbase-init" for s in services) or \
+        _ci_path(fs, "Program Files", "Cloudbase Solutions", "Cloudbase-Init") is not None
     arch = None
     nt = _ci_path(fs, *parts, "System32", "ntoskrnl.exe")
     if nt:
@@ -259,11 +263,13 @@ def read_windows(fs: GuestFS, systemroot: str) -> WindowsInfo:
     minor = int(info.get("minor", 0) or 0)
     build = str(info["build"]) if "build" in info else None
     product = info.get("product_name")
+
+    def text(key: str) -> str | None:
+        return str(info[key]) if info.get(key) is not None else None
+
     return WindowsInfo(
-        systemroot, str(product) if product else None, major, minor, build,
-        str(info["display_version"]) if "display_version" in info else None,
-        str(info["edition"]) if "edition" in info else None,
-        str(info["installation_type"]) if "installation_type" in info else None,
-        hostname, arch, control_set, tuple(services), cloudbase,
+        systemroot, text("product_name"), major, minor, build, text("display_version"),
+        text("edition"), text("installation_type"), text("hostname"), arch,
+        text("control_set"), tuple(services), cloudbase,
         _osinfo(major, minor, build, info.get("installation_type"), product),
         tuple(problems), ev)
