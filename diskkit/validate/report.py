@@ -122,14 +122,7 @@ def validate(target: str | Target, *, disk_format: str | None = None,
     (never an exception); an unknown format name or missing file raises UserError.
     ``guest=False`` skips readiness and the OS properties (the upload verdict only).
     """
-    from diskkit.errors import UserError
-
-    if cloud != "openstack":
-        raise UserError(f"unknown cloud {cloud!r}", code="bad-usage", hint="use openstack")
-    if container_format is not None and container_format not in GLANCE_CONTAINER_FORMATS:
-        raise UserError(f"{container_format!r} is not a Glance container_format",
-                        code="bad-format", hint="use one of: "
-                        + ", ".join(GLANCE_CONTAINER_FORMATS))
+    _check_args(cloud, container_format)
     if isinstance(target, str) and (target.startswith("fat:") or os.path.isdir(target)):
         return _vvfat(target, cloud)
     t = parse_target(target) if isinstance(target, str) else target
@@ -141,13 +134,7 @@ def validate(target: str | Target, *, disk_format: str | None = None,
         v = Validation(t.display, cloud, up)
         if up.glance is None:
             v.notes.append("Glance's verdict needs a local file: oslo.utils was not run")
-        det = up.detection
-        # the guest disk is read whenever it is safe to open (upload-only refusals, such as
-        # a hybrid MBR, still get readiness and properties)
-        info = registry.lookup(det.format) if det is not None else None
-        opens = (det is not None and not safety.blocking(det.findings) and info is not None
-                 and info.read not in (registry.ReadVia.REFUSE, registry.ReadVia.UNPACK))
-        if guest and opens:
+        if guest and _opens(up):
             owned = False  # disk_from takes the container over
             try:
                 _describe(container, t, up, v)
@@ -156,17 +143,43 @@ def validate(target: str | Target, *, disk_format: str | None = None,
         elif guest:
             v.notes.append("the guest disk was not opened: the image is not safe to open, "
                            "or not readable without a key or unpacking")
-        if v.properties is None and det is not None:
-            v.properties = Properties(disk_format=disk_format or up.disk_format,
-                                      name=os.path.basename(t.display).rsplit(".", 1)[0])
-        if v.properties is not None:
-            v.properties.container_format = container_format or "bare"
-            if v.verdict != "blocked":
-                v.command = v.properties.command(path)
+        _finish(v, t, path, disk_format, container_format)
     finally:
         if owned:
             container.close()
     return v
+
+
+def _check_args(cloud: str, container_format: str | None) -> None:
+    from diskkit.errors import UserError
+
+    if cloud != "openstack":
+        raise UserError(f"unknown cloud {cloud!r}", code="bad-usage", hint="use openstack")
+    if container_format is not None and container_format not in GLANCE_CONTAINER_FORMATS:
+        raise UserError(f"{container_format!r} is not a Glance container_format",
+                        code="bad-format", hint="use one of: "
+                        + ", ".join(GLANCE_CONTAINER_FORMATS))
+
+
+def _opens(up: Upload) -> bool:
+    """The guest disk is read whenever it is safe to open (upload-only refusals, such as a
+    hybrid MBR, still get readiness and properties) and readable without a key or unpacking."""
+    det = up.detection
+    info = registry.lookup(det.format) if det is not None else None
+    return (det is not None and info is not None and not safety.blocking(det.findings)
+            and info.read not in (registry.ReadVia.REFUSE, registry.ReadVia.UNPACK))
+
+
+def _finish(v: Validation, t: Target, path: str | None, disk_format: str | None,
+            container_format: str | None) -> None:
+    """Properties for images whose guest was not read, the container format, the command."""
+    if v.properties is None and v.upload.detection is not None:
+        v.properties = Properties(disk_format=disk_format or v.upload.disk_format,
+                                  name=os.path.basename(t.display).rsplit(".", 1)[0])
+    if v.properties is not None:
+        v.properties.container_format = container_format or "bare"
+        if v.verdict != "blocked":
+            v.command = v.properties.command(path)
 
 
 def _vvfat(target: str, cloud: str) -> Validation:

@@ -186,6 +186,50 @@ def _convert(qemu: str, path: str | None) -> str:
     return convert_command(qemu, shlex.quote(path), shlex.quote(out))
 
 
+def _declared(declared: str | None) -> str | None:
+    """``declared`` as Glance spells it; :class:`UserError` when Glance has no such value."""
+    from diskkit.errors import UserError
+    from diskkit.validate.glance import GLANCE_DISK_FORMATS
+
+    if declared is None:
+        return None
+    low = declared.strip().lower()
+    if low not in GLANCE_DISK_FORMATS:
+        raise UserError(f"{declared!r} is not a Glance disk_format", code="bad-format",
+                        hint="use one of: " + ", ".join(GLANCE_DISK_FORMATS))
+    return low
+
+
+def _declared_findings(det: Detection, declared: str | None) -> list[Finding]:
+    """The disk-format-mismatch check, with Glance's aliases (AMI formats hold raw bytes;
+    ploop's files are Parallels images: same bytes, same qemu driver)."""
+    if declared is None or (declared == "ploop" and det.format == "parallels"):
+        return []
+    if declared in ("ami", "ari", "aki"):
+        return safety.check_declared(det, "raw") if det.format != "raw" else []
+    return safety.check_declared(det, declared)
+
+
+def _foreign(det: Detection, path: str | None,
+             findings: list[Finding]) -> tuple[str | None, dict[str, Any] | None]:
+    """For a disk format OpenStack does not take: the conversion, and qemu-img info's size
+    (a ``qemu-size-mismatch`` finding when it is not the header's)."""
+    info = registry.lookup(det.format)
+    if info is None or not info.is_disk or info.glance is not None or not info.qemu \
+            or info.read is registry.ReadVia.REFUSE:  # (LUKS needs its key first)
+        return None, None
+    if path is None:
+        return _convert(info.qemu, path), None
+    qinfo = qemu_info(path, info.name)
+    size = qinfo.get("virtual_size")
+    if size is not None and size != det.virtual_size:
+        findings.append(Finding(
+            "qemu-size-mismatch", Severity.WARNING,
+            f"qemu-img info -f {qinfo['driver']} says {size} bytes, the {det.format} header "
+            f"{det.virtual_size}", (), None, qinfo))
+    return _convert(info.qemu, path), qinfo
+
+
 def check_upload(reader: Reader, path: str | None, declared: str | None = None, *,
                  glance: bool = True) -> Upload:
     """The upload verdict for the container ``reader`` (the file as it would be uploaded;
@@ -194,46 +238,21 @@ def check_upload(reader: Reader, path: str | None, declared: str | None = None, 
     ``declared`` is the disk_format the image will be created with (None: the one diskkit
     suggests). Raises :class:`~diskkit.errors.UserError` for a declared value that is not a
     Glance disk_format."""
-    from diskkit.validate.glance import GLANCE_DISK_FORMATS, verdict
+    from diskkit.validate.glance import verdict
 
-    if declared is not None:
-        low = declared.strip().lower()
-        if low not in GLANCE_DISK_FORMATS:
-            from diskkit.errors import UserError
-
-            raise UserError(f"{declared!r} is not a Glance disk_format", code="bad-format",
-                            hint="use one of: " + ", ".join(GLANCE_DISK_FORMATS))
-        declared = low
+    declared = _declared(declared)
     findings: list[Finding] = []
     try:
         det: Detection | None = detect(reader)
     except ImageError as exc:
         det = None
         findings.append(unreadable(exc, reader))
-    disk_format = suggested_disk_format(det) if det else None
-    convert = None
-    qinfo: dict[str, Any] | None = None
+    convert = qinfo = None
     if det is not None:
         findings += det.findings
-        info = registry.lookup(det.format)
-        if info is not None and info.is_disk and info.glance is None and info.qemu \
-                and info.read is not registry.ReadVia.REFUSE:  # (LUKS needs its key first)
-            convert = _convert(info.qemu, path)
-            if path is not None:
-                qinfo = qemu_info(path, info.name)
-                size = qinfo.get("virtual_size")
-                if size is not None and size != det.virtual_size:
-                    findings.append(Finding(
-                        "qemu-size-mismatch", Severity.WARNING,
-                        f"qemu-img info -f {qinfo['driver']} says {size} bytes, the "
-                        f"{det.format} header {det.virtual_size}", (), None, qinfo))
-        if declared is not None:
-            if declared == "ploop" and det.format == "parallels":
-                pass  # ploop's files are Parallels images: same bytes, same qemu driver
-            elif declared in ("ami", "ari", "aki"):
-                findings += safety.check_declared(det, "raw") if det.format != "raw" else []
-            else:
-                findings += safety.check_declared(det, declared)
+        convert, qinfo = _foreign(det, path, findings)
+        findings += _declared_findings(det, declared)
+    disk_format = suggested_disk_format(det) if det else None
     up = Upload(det, declared, disk_format, findings, convert=convert, qemu_info=qinfo)
     if glance and path is not None:
         # With nothing to declare (an archive, a format Glance lacks, a damaged header):
@@ -241,15 +260,22 @@ def check_upload(reader: Reader, path: str | None, declared: str | None = None, 
         up.glance = verdict(path, declared or disk_format or "raw")
     up.differences = compare(up)
     if up.glance is not None and not up.glance.accepts:
-        if up.safe:  # otherwise diskkit's own findings already say why (and block)
-            up.findings.append(glance_finding(up.glance))
-        info = registry.lookup(det.format) if det is not None else None
-        sound = det is not None and not any(f.blocking for f in det.findings)
-        if up.convert is None and sound and info is not None and info.is_container \
-                and info.qemu:
-            # A sound image Glance will not take as it is (a fixed VHD): qcow2 it is.
-            up.convert = _convert(info.qemu, path)
+        _refused(up, path)
     return up
+
+
+def _refused(up: Upload, path: str | None) -> None:
+    """Glance refuses ``up``: say so when nothing of ours blocks, and offer the qcow2
+    conversion of a sound container image (a fixed VHD)."""
+    assert up.glance is not None
+    if up.safe:  # otherwise diskkit's own findings already say why (and block)
+        up.findings.append(glance_finding(up.glance))
+    det = up.detection
+    if det is None or up.convert is not None or any(f.blocking for f in det.findings):
+        return
+    info = registry.lookup(det.format)
+    if info is not None and info.is_container and info.qemu:
+        up.convert = _convert(info.qemu, path)
 
 
 def glance_for(target: str, declared: str | None, det: Detection | None) -> GlanceVerdict | None:
