@@ -36,3 +36,14 @@ def test_lv_spanning_two_pvs_and_fat_on_a_bare_pv(lvm_images) -> None:
         layout = inspect_layout(disk)
         with open_filesystem(lv_reader(disk, layout, "vg_bare/data")) as fs:
             assert (fs.fstype, fs.label) == ("vfat", "BARE") and fs.names("/") == []
+
+
+def test_open_location_uses_the_layout(lvm_images) -> None:
+    from diskkit.guest.fs import open_location
+
+    with open_disk(str(lvm_images.root)) as disk:
+        layout = inspect_layout(disk)
+        with open_location(disk, layout, "lv ubuntu-vg/root") as fs:
+            assert fs.read("/etc/fstab") == FSTAB.encode()
+        with open_location(disk, layout, "partition 1") as fs:
+            assert fs.label == "boot" and fs.names("/") == ["lost+found"]

@@ -16,7 +16,9 @@ docs/guest-fs.md says why each parser was chosen.
 
 from __future__ import annotations
 
-from diskkit.errors import HostError, ImageError
+from typing import Any
+
+from diskkit.errors import HostError, ImageError, UserError
 from diskkit.guest.fs.api import (
     DEFAULT_READ_LIMIT,
     MAX_DIR_ENTRIES,
@@ -36,7 +38,7 @@ from diskkit.readers.base import Reader
 __all__ = [
     "DEFAULT_READ_LIMIT", "IN_PROCESS", "MAX_DIR_ENTRIES", "MAX_SYMLINKS", "BoundExceeded",
     "DirEntry", "FileStat", "GuestFS", "NotADirectory", "NotAFile", "NotASymlink", "NotFound",
-    "SymlinkLoop", "open_filesystem", "readable_in_process",
+    "SymlinkLoop", "location_reader", "open_filesystem", "open_location", "readable_in_process",
 ]
 
 #: fstypes read in-process (no root, no appliance).
@@ -93,3 +95,31 @@ def open_filesystem(reader: Reader, fstype: str | None = None, *, label: str | N
     raise HostError(f"{reader.name}: diskkit reads no {fstype} filesystem in-process",
                     code="fs-unsupported",
                     hint="the libguestfs appliance reads it (diskkit cat/ls do so automatically)")
+
+
+def location_reader(disk: Reader, layout: Any, location: str) -> Reader:
+    """The reader of a layout location ("disk", "partition 2", "lv vg/root") of ``disk``
+    (``layout`` is :func:`diskkit.layout.inspect_layout`'s answer for it)."""
+    from diskkit.layout.inspect import lv_reader, partition_reader
+
+    if location == "disk":
+        return disk
+    if location.startswith("partition "):
+        number = location.split()[1]
+        part = layout.partition(int(number)) if number.isdigit() else None
+        if part is None:
+            raise UserError(f"{location} does not exist", code="no-such-partition")
+        return partition_reader(disk, part)
+    if location.startswith("lv "):
+        return lv_reader(disk, layout, location[3:])
+    raise UserError(f"cannot read {location!r}", code="bad-location")
+
+
+def open_location(disk: Reader, layout: Any, location: str) -> GuestFS:
+    """The filesystem the layout found at ``location`` of ``disk``, with its type, label and
+    UUID as the layout probed them (ImageError when the layout found none there)."""
+    found = next((f for f in layout.filesystems if f.location == location), None)
+    if found is None:
+        raise ImageError(f"{location}: no filesystem there", code="no-filesystem")
+    return open_filesystem(location_reader(disk, layout, location), found.type,
+                           label=found.label, uuid=found.uuid)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from diskkit.errors import HostError, ImageError, UserError
-from diskkit.guest.fs import open_filesystem, readable_in_process
+from diskkit.guest.fs import location_reader, open_filesystem, readable_in_process
 from diskkit.guest.fs.api import DEFAULT_WALK_DEPTH, FileStat
 from diskkit.guest.fs.base import BaseFS
 from diskkit.guest.fs.composite import CompositeFS
@@ -37,26 +37,11 @@ MAX_IN_MEMORY = 256 << 20
 _FSTAB_LIMIT = 1 << 20
 
 
-def _reader(disk: Any, layout: Any, location: str) -> Any:
-    from diskkit.layout.inspect import lv_reader, partition_reader
-
-    if location == "disk":
-        return disk
-    if location.startswith("partition "):
-        part = layout.partition(int(location.split()[1]))
-        if part is None:
-            raise UserError(f"{location} does not exist", code="no-such-partition")
-        return partition_reader(disk, part)
-    if location.startswith("lv "):
-        return lv_reader(disk, layout, location[3:])
-    raise UserError(f"cannot read {location}", code="bad-location")
-
-
 def _open_piece(disk: Any, layout: Any, piece: Any) -> BaseFS:
     if not readable_in_process(piece.fstype):
         raise HostError(f"{piece.location}: {piece.fstype} is not read in-process",
                         code="fs-unsupported")
-    fs = open_filesystem(_reader(disk, layout, piece.location), piece.fstype,
+    fs = open_filesystem(location_reader(disk, layout, piece.location), piece.fstype,
                          label=piece.label, uuid=piece.uuid)
     assert isinstance(fs, BaseFS)
     return fs
