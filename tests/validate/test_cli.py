@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from diskkit import exitcodes
+from tests.cli import schema
 from tests.helpers import create
 
 DISKKIT = str(pathlib.Path(sys.executable).parent / "diskkit")
@@ -24,14 +25,14 @@ def test_exit_codes_and_json(tmp_path: pathlib.Path) -> None:
     empty = create(tmp_path / "empty.qcow2", "qcow2", "64M")  # no OS: ready with warnings
     r = _run(str(empty), "--json")
     assert r.returncode == 5, r.stderr
-    out = json.loads(r.stdout)
+    out = schema.validate("validate", r.stdout)  # docs/schemas/validate.schema.json
     assert out["verdict"] == "warnings" and out["exit_code"] == 5
     assert out["glance_accepts"] is True and out["upload"]["glance"]["oslo_format"] == "qcow2"
     assert out["command"].startswith("openstack image create --disk-format qcow2 ")
     assert out["image"]["min_disk"] == 1
     blocked = create(tmp_path / "x.hds", "parallels", "16M")
     r = _run(str(blocked), "--json")
-    assert r.returncode == 1 and json.loads(r.stdout)["verdict"] == "blocked"
+    assert r.returncode == 1 and schema.validate("validate", r.stdout)["verdict"] == "blocked"
     assert json.loads(r.stdout)["command"] is None
     r = _run(str(blocked))
     assert r.returncode == 1 and "parallels-image" in r.stdout and "BLOCKED" in r.stdout
