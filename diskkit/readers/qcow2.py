@@ -97,32 +97,34 @@ def _table(raw: bytes) -> array:
 
 
 def _same_step(table: array, i: int, value: int, step: int, count: int) -> int:
-    """How many entries from ``table[i]`` (at most ``count``) read ``value + k * step``."""
+    """How many entries from ``table[i]`` (at most ``count``) read ``value + k * step``.
+
+    The run's end is found on single entries (doubling, then bisection: a few dozen
+    comparisons), then the whole run is checked with one array comparison; only a table
+    whose entries leave the run and come back to it falls back to a plain loop."""
     if count < 2 or table[i + 1] != value + step:
         return 1
-
-    def expect(m: int) -> array:
-        if not step:
-            return array("Q", [value]) * m
-        return array("Q", range(value, value + m * step, step))
-
     n = 2
-    while n < count:  # doubling: the cost is proportional to the run, not to the table
+    while n < count:  # doubling on the entry at the end of the candidate run
         m = min(count, 2 * n)
-        if table[i : i + m] != expect(m):
+        if table[i + m - 1] != value + (m - 1) * step:
             break
         n = m
-    else:
-        return n
-    lo, hi = n, min(count, 2 * n)  # table[i:i+lo] matches, table[i:i+hi] does not
-    expected = expect(hi)
+    lo, hi = n, min(count, 2 * n)  # the entry at lo-1 matches, the one at hi-1 does not
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if table[i : i + mid] == expected[:mid]:
+        if table[i + mid - 1] == value + (mid - 1) * step:
             lo = mid
         else:
             hi = mid
-    return lo
+    expected = array("Q", [value]) * lo if not step else \
+        array("Q", range(value, value + lo * step, step))
+    if table[i : i + lo] == expected:
+        return lo
+    k = 2
+    while k < count and table[i + k] == value + k * step:
+        k += 1
+    return k
 
 
 class Qcow2Reader(Reader):
