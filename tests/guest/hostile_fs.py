@@ -138,3 +138,21 @@ def fat32_long_chain(tmp: pathlib.Path, clusters: int = 30_000_000) -> pathlib.P
         f.seek(data * bps)
         f.write(root)
     return img
+
+
+def iso_directory_loop(tmp: pathlib.Path) -> pathlib.Path:
+    """An ISO 9660 image whose /SUB/DEEPER directory record points back at the root's extent
+    (both-endian extent location, ECMA-119 9.1.3)."""
+    src = tmp / "isotree"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    (src / "sub" / "deeper" / "f").write_bytes(b"hi\n")
+    img = tmp / "loop.iso"
+    run(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(img), str(src)], timeout=60)
+    data = bytearray(img.read_bytes())
+    root_extent = struct.unpack_from("<I", data, 0x8000 + 156 + 2)[0]
+    at = data.find(b"\x06DEEPER") - 32  # the record starts 32 bytes before its name length
+    assert at > 0
+    struct.pack_into("<I", data, at + 2, root_extent)
+    struct.pack_into(">I", data, at + 6, root_extent)
+    img.write_bytes(bytes(data))
+    return img

@@ -110,3 +110,11 @@ def test_fat_chain_of_30_million_clusters(long_chain, via, path) -> None:
     assert got["result"] == "ok", got
     if path == "/CHAIN.BIN":  # a 4 GiB file along the chain: read up to the 64 MiB limit
         assert got["n"] == 64 << 20
+
+
+def test_iso_directory_loop(tmp_path) -> None:
+    if not which("xorriso"):
+        pytest.skip("xorriso needed")
+    img = hostile_fs.iso_directory_loop(tmp_path)
+    got = _attack(img, "/", "guestfs")
+    assert got["result"] == "ImageError: bad-filesystem", got
