@@ -9,7 +9,7 @@ from typing import Any
 
 from diskkit import exitcodes
 from diskkit.errors import HostError, ImageError
-from diskkit.findings import Finding, Severity
+from diskkit.findings import Evidence, Finding, Severity
 from diskkit.formats import registry, safety
 from diskkit.readers.base import Reader
 from diskkit.target import Target, parse_target
@@ -138,8 +138,15 @@ def validate(target: str | Target, *, disk_format: str | None = None,
             owned = False  # disk_from takes the container over
             try:
                 _describe(container, t, up, v)
-            except (ImageError, HostError) as exc:
-                v.notes.append(f"the guest disk could not be read: {exc}")
+            except ImageError as exc:  # the header passed, the tables behind it did not
+                v.readiness.append(Finding(
+                    "image-unreadable", Severity.ERROR,
+                    f"the image is damaged: its guest disk cannot be read ({exc.message})",
+                    (Evidence(f"{exc.code}: {exc.message}"),),
+                    "refuse the image; get a complete copy from its source (compare its "
+                    "checksum)", {"error_code": exc.code}))
+            except HostError as exc:
+                v.notes.append(f"the guest disk could not be read on this host: {exc}")
         elif guest:
             v.notes.append("the guest disk was not opened: the image is not safe to open, "
                            "or not readable without a key or unpacking")

@@ -175,6 +175,46 @@ def qemu_info(path: str, fmt: str) -> dict[str, Any]:
         return {"driver": driver, "error": str(exc)}
 
 
+#: Formats ``qemu-img check`` can check (qemu-img(1): "Only the formats qcow2, qed,
+#: parallels, vhdx, vmdk and vdi support consistency checks").
+CHECKABLE = ("qcow2", "qed", "parallels", "vhdx", "vmdk", "vdi")
+
+
+def qemu_check(path: str, fmt: str) -> Finding | None:
+    """``qemu-img check -f DRIVER --output=json``: an ``image-corrupt`` finding when qemu
+    counts corruptions or could not finish (a truncated qcow2 whose clusters lie past the
+    end of the file passes every header check), None when clean. Run only on images whose
+    safety checks passed (qemu-img check opens nothing but the file then)."""
+    import json
+
+    from diskkit.errors import HostError
+    from diskkit.runner import run
+
+    driver = registry.qemu_driver(fmt)
+    try:
+        res = run(["qemu-img", "check", "-f", driver, "--output=json", path], timeout=120,
+                  check=False)
+    except HostError:
+        return None
+    try:
+        report = json.loads(res.stdout) if res.stdout.strip() else {}
+    except ValueError:
+        report = {}
+    corrupt, errors = report.get("corruptions", 0), report.get("check-errors", 0)
+    if res.returncode not in (1, 2) and not corrupt and not errors:
+        return None  # 0 clean, 3 leaked clusters only (harmless), 63 not checkable
+    detail = f"{corrupt} corruptions, {errors} check errors" if report else \
+        (res.stderr.strip().splitlines() or ["no report"])[-1]
+    return Finding(
+        "image-corrupt", Severity.ERROR,
+        f"qemu-img check -f {driver} finds the image damaged ({detail}): reads of the guest "
+        "disk would fail or return wrong data", (Evidence(
+            f"qemu-img check: image end offset {report.get('image-end-offset')}, "
+            f"file size {os.path.getsize(path)}"),),
+        "refuse the image; get a complete copy from its source (compare its checksum)",
+        {"qemu_img_check": report, "exit_status": res.returncode})
+
+
 def _convert(qemu: str, path: str | None) -> str:
     """The conversion to qcow2, paths shell-quoted; the output never overwrites the input."""
     if not path:
@@ -251,6 +291,9 @@ def check_upload(reader: Reader, path: str | None, declared: str | None = None, 
     if det is not None:
         findings += det.findings
         convert, qinfo = _foreign(det, path, findings)
+        if path is not None and det.format in CHECKABLE and \
+                not any(f.blocking for f in det.findings):
+            findings += [f for f in (qemu_check(path, det.format),) if f is not None]
         findings += _declared_findings(det, declared)
     disk_format = suggested_disk_format(det) if det else None
     up = Upload(det, declared, disk_format, findings, convert=convert, qemu_info=qinfo)

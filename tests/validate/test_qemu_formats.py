@@ -13,6 +13,7 @@ import json
 import pathlib
 import shlex
 import struct
+import subprocess
 import zlib
 
 import pytest
@@ -198,3 +199,19 @@ def test_vvfat_directory_is_named_and_converts(tmp_path: pathlib.Path) -> None:
     assert qemu_img_info(out, "qcow2")["virtual-size"] == info["virtual-size"]
     with FileReader(str(out)) as r:
         assert check_upload(r, str(out)).safe
+
+
+def test_truncated_qcow2_with_data_past_the_end(tmp_path: pathlib.Path) -> None:
+    """Headers and tables intact, data clusters cut off: only a consistency check sees it."""
+    full = create(tmp_path / "full.qcow2", "qcow2", "256M")
+    run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 32M", str(full)], timeout=120)
+    p = tmp_path / "cut.qcow2"
+    with open(full, "rb") as src, open(p, "wb") as dst:
+        dst.write(src.read(1 << 20))
+    qemu = subprocess.run(["qemu-img", "check", "-f", "qcow2", str(p)], capture_output=True,
+                          timeout=60, check=False)
+    assert qemu.returncode == 2  # qemu counts corruptions
+    v = validate(str(p), disk_format="qcow2")
+    f = next(x for x in v.findings if x.code == "image-corrupt")
+    assert f.blocking and v.exit_code == 1
+    assert f.details["qemu_img_check"]["corruptions"] > 0
