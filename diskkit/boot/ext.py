@@ -40,6 +40,8 @@ class ExtInode:
     uid: int = 0
     gid: int = 0
     mtime: int = 0
+    #: The inode's bytes after the first 128 (i_extra_isize, in-inode extended attributes).
+    extra: bytes = b""
 
     @property
     def is_dir(self) -> bool:
@@ -83,7 +85,8 @@ class ExtFs:
         table = struct.unpack_from("<I", desc, 0x08)[0]
         if self.desc_size >= 64:
             table |= struct.unpack_from("<I", desc, 0x28)[0] << 32
-        raw = self.r.read(table * self.block_size + index * self.inode_size, 160).ljust(160, b"\0")
+        raw = self.r.read(table * self.block_size + index * self.inode_size,
+                          max(160, self.inode_size)).ljust(160, b"\0")
         mode = struct.unpack_from("<H", raw, 0x00)[0]
         size_lo = struct.unpack_from("<I", raw, 0x04)[0]
         flags = struct.unpack_from("<I", raw, 0x20)[0]
@@ -92,15 +95,38 @@ class ExtFs:
         gid = struct.unpack_from("<H", raw, 0x18)[0] | struct.unpack_from("<H", raw, 0x7A)[0] << 16
         mtime = struct.unpack_from("<i", raw, 0x10)[0]
         return ExtInode(number, mode, size_lo | (size_hi << 32), flags, raw[0x28:0x28 + 60],
-                        uid, gid, mtime)
+                        uid, gid, mtime, raw[128:] if self.inode_size > 128 else b"")
+
+    def inline_data(self, ino: ExtInode) -> bytes:
+        """An inline-data inode's bytes: i_block, then the in-inode "system.data" extended
+        attribute (kernel fs/ext4/inline.c; the xattr layout of fs/ext4/xattr.h)."""
+        data = ino.block
+        extra = ino.extra
+        if len(extra) >= 4:
+            isize = struct.unpack_from("<H", extra, 0)[0]
+            body = extra[isize:] if 4 <= isize <= len(extra) - 4 else b""
+            if body[:4] == b"\x00\x00\x02\xea":  # EXT4_XATTR_MAGIC 0xEA020000, LE
+                entries = body[4:]
+                pos = 0
+                while pos + 16 <= len(entries) and entries[pos:pos + 4] != b"\0\0\0\0":
+                    nlen, nidx, voff = struct.unpack_from("<BBH", entries, pos)
+                    vsize = struct.unpack_from("<I", entries, pos + 8)[0]
+                    name = entries[pos + 16:pos + 16 + nlen]
+                    if nidx == 7 and name == b"data" and voff + vsize <= len(entries):
+                        data += entries[voff:voff + vsize]
+                        break
+                    pos += (16 + nlen + 3) & ~3
+        return data[:ino.size] if not ino.is_dir else data
 
     def readlink(self, ino: ExtInode) -> str:
         """The target of a symlink inode: in i_block when shorter than 60 bytes ("fast"
         symlink), else its data (at most 4096 bytes)."""
         size = min(ino.size, 4096)
         # The kernel's ext4_inode_is_fast_symlink(): shorter than i_block means in i_block.
-        data = ino.block[:size] if size < 60 or (ino.flags & _INLINE_DATA_FL) else \
-            self.read_file(ino, size)
+        if ino.flags & _INLINE_DATA_FL:
+            data = self.inline_data(ino)[:size]
+        else:
+            data = ino.block[:size] if size < 60 else self.read_file(ino, size)
         return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
     def _extent_blocks(self, node: bytes, depth_left: int, nblocks: int,
@@ -200,7 +226,7 @@ class ExtFs:
         if offset >= end:
             return b""
         if ino.flags & _INLINE_DATA_FL:
-            return ino.block[offset:end]
+            return self.inline_data(ino)[offset:end]
         bs = self.block_size
         first, nblocks = offset // bs, -(-end // bs)
         buf = bytearray((nblocks - first) * bs)
@@ -223,7 +249,17 @@ class ExtFs:
 
     def listdir(self, ino: ExtInode) -> dict[str, int]:
         """Names -> inode numbers of a directory."""
-        data = self.read_file(ino)
+        if ino.flags & _INLINE_DATA_FL:
+            # Inline directory: the parent's inode number, then entries, in i_block (and on
+            # in system.data, a second run of entries).
+            inline = self.inline_data(ino)
+            out = self._entries(inline[4:60])
+            out.update(self._entries(inline[60:]))
+            return out
+        return self._entries(self.read_file(ino))
+
+    @staticmethod
+    def _entries(data: bytes) -> dict[str, int]:
         out: dict[str, int] = {}
         pos = 0
         while pos + 8 <= len(data):

@@ -240,3 +240,26 @@ def test_backend_option_forces_the_mount_path(image) -> None:
     assert sorted(x["path"] for x in found) == \
         sorted(x["path"] for x in service.find_paths(str(img), "/many", name="entry-01*"))
     assert len(found) == 100
+
+
+def test_ext4_inline_data(tmp_path) -> None:
+    """ext4 with inline_data: small files and directories live in the inode (i_block and
+    the in-inode "system.data" attribute), as debugfs reads them."""
+    src = tmp_path / "src"
+    (src / "d1").mkdir(parents=True)
+    (src / "d2").mkdir()
+    for i in range(5):  # files of 1 to 121 bytes: beyond 60, the rest is in system.data
+        (src / "d2" / f"name-{i}").write_bytes(b"%d" % i * (i * 30 + 1))
+    (src / "d1" / "tiny").write_bytes(b"tiny\n")
+    (src / "d1" / "spill").write_bytes(bytes(range(65, 65 + 26)) * 4)  # 104 bytes > 60
+    (src / "d1" / "link").symlink_to("../d2/name-3")
+    img = tmp_path / "inline.img"
+    run(["mkfs.ext4", "-q", "-F", "-O", "inline_data", "-d", str(src), str(img), "8M"],
+        timeout=60)
+    for path, inline in (("/d1", 60), ("/d1/spill", 104), ("/d2/name-4", 121)):
+        out = run(["debugfs", "-R", f"stat {path}", str(img)], timeout=30).stdout
+        assert "Flags: 0x10000000" in out, out  # EXT4_INLINE_DATA_FL
+        assert f"Size of inline data: {inline}" in out, out
+    with FileReader(str(img)) as r, open_filesystem(r) as fs:
+        _check_tree(fs, src, "ext4")
+        assert fs.read("/d1/link") == (src / "d2" / "name-3").read_bytes()
