@@ -151,7 +151,7 @@ for _info in (
     # Formats qemu reads that OpenStack does not take (validate: refused with the conversion).
     FormatInfo("parallels", _D, "parallels", ReadVia.QEMU_NBD, None,
                "Parallels / Virtuozzo image (v1 or extended; ploop's file format)",
-               extension="hdd", has_backing=True),
+               extension="hdd"),
     FormatInfo("bochs", _D, "bochs", ReadVia.QEMU_NBD, None, "Bochs growing (redolog) image",
                extension="img"),
     FormatInfo("cloop", _D, "cloop", ReadVia.QEMU_NBD, None,
