@@ -6,6 +6,7 @@ facts (:func:`diskkit.layout.inspect_layout`, :func:`diskkit.boot.inspect_boot`)
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from diskkit.errors import ImageError
 from diskkit.formats import registry
 from diskkit.formats.detect import Detection
 from diskkit.pipeline import Inspection
-from diskkit.readers.base import Reader
+from diskkit.readers.base import Extent, Reader
 from diskkit.target import Target
 
 #: How much allocated data the blank check reads at most (all zeros so far: "blank").
@@ -98,7 +99,7 @@ def _blank(disk: Reader) -> tuple[bool, int, str | None]:
     allocated = 0
     read = 0
     deadline = time.monotonic() + BLANK_SECONDS
-    for count, ext in enumerate(disk.extents(), 1):
+    for count, ext in enumerate(_windowed_extents(disk), 1):
         if count > MAX_BLANK_EXTENTS or time.monotonic() > deadline:
             return False, allocated, (
                 f"the blank check stopped after {count - 1} extents "
@@ -113,6 +114,19 @@ def _blank(disk: Reader) -> tuple[bool, int, str | None]:
         if read >= BLANK_BUDGET:
             return True, allocated, None
     return True, allocated, None
+
+
+#: The blank check asks for extents window by window, so a reader never lists a whole
+#: hostile disk's map before the check's own bounds can stop it.
+BLANK_WINDOW = 4 << 30
+
+
+def _windowed_extents(disk: Reader) -> Iterator[Extent]:
+    pos = 0
+    while pos < disk.size:
+        n = min(BLANK_WINDOW, disk.size - pos)
+        yield from disk.extents(pos, n)
+        pos += n
 
 
 def gather(insp: Inspection) -> Facts:

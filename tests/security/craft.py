@@ -175,13 +175,13 @@ def gpt_many_esps(path: pathlib.Path, fat: pathlib.Path, entries: int = 32768) -
 
 # --- qcow2: 1 TiB whose every L1 entry shares one L2 table of alternating data/holes ---------
 
-def qcow2_fragmented(path: pathlib.Path, size: str = "1T") -> pathlib.Path:
+def qcow2_fragmented(path: pathlib.Path, size: str = "1T", pattern: int = 0x41) -> pathlib.Path:
     """A qcow2 of ``size`` (64 KiB clusters) of a few hundred KiB whose L1 entries all point at
-    one L2 table whose entries alternate between one data cluster of 'A's and holes: 8 million
-    data extents for anyone who walks them all."""
+    one L2 table whose entries alternate between one data cluster (of ``pattern`` bytes) and
+    holes: 8 million data extents for anyone who walks them all."""
     create(path, "qcow2", size)
     qemu_img("resize", "-f", "qcow2", path, size)  # no-op; keeps the image consistent
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x41 0 64k", str(path)],
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {pattern} 0 64k", str(path)],
                    check=True, capture_output=True, timeout=60)
     with open(path, "r+b") as f:
         head = f.read(104)
