@@ -19,6 +19,7 @@ from diskkit.readers.base import Reader
 EXT_MAGIC = 0xEF53
 _INCOMPAT_EXTENTS = 0x40
 _INCOMPAT_64BIT = 0x80
+_INCOMPAT_META_BG = 0x10
 _INLINE_DATA_FL = 0x10000000
 _EXTENTS_FL = 0x80000
 _MAX_DIR_BYTES = 16 << 20
@@ -69,8 +70,37 @@ class ExtFs:
         self.incompat = struct.unpack_from("<I", sb, 0x60)[0]
         desc = struct.unpack_from("<H", sb, 0xFE)[0]
         self.desc_size = desc if (self.incompat & _INCOMPAT_64BIT) and desc >= 64 else 32
+        self.blocks_per_group = struct.unpack_from("<I", sb, 0x20)[0]
+        self.first_meta_bg = struct.unpack_from("<I", sb, 0x104)[0]
+        self.sparse_super = bool(struct.unpack_from("<I", sb, 0x64)[0] & 0x1)
         if not (128 <= self.inode_size <= self.block_size) or self.inodes_per_group == 0:
             raise ImageError(f"{reader.name}: implausible ext inode geometry")
+
+    def _has_super(self, group: int) -> bool:
+        """Whether ``group`` holds a superblock backup (sparse_super: 0, 1, powers of 3, 5
+        and 7; else every group)."""
+        if not self.sparse_super or group <= 1:
+            return True
+        for base in (3, 5, 7):
+            n = base
+            while n < group:
+                n *= base
+            if n == group:
+                return True
+        return False
+
+    def _desc_offset(self, group: int) -> int:
+        """Byte offset of ``group``'s descriptor: after the superblock for the classic layout;
+        with META_BG, in the first (or second, after a superblock backup) block of the first
+        group of its meta group (kernel fs/ext4/super.c descriptor_loc())."""
+        per_block = self.block_size // self.desc_size
+        meta = group // per_block
+        if not (self.incompat & _INCOMPAT_META_BG) or meta < self.first_meta_bg:
+            return (self.first_data_block + 1) * self.block_size + group * self.desc_size
+        first = meta * per_block
+        block = self.first_data_block + first * self.blocks_per_group + \
+            (1 if self._has_super(first) else 0)
+        return block * self.block_size + (group % per_block) * self.desc_size
 
     def _block(self, n: int, count: int = 1) -> bytes:
         return self.r.read(n * self.block_size, count * self.block_size)
@@ -80,7 +110,7 @@ class ExtFs:
         if not 1 <= number <= self.inodes_count:
             raise ImageError(f"{self.r.name}: inode {number} out of range")
         group, index = divmod(number - 1, self.inodes_per_group)
-        gdt = (self.first_data_block + 1) * self.block_size + group * self.desc_size
+        gdt = self._desc_offset(group)
         desc = self.r.read(gdt, self.desc_size).ljust(64, b"\0")
         table = struct.unpack_from("<I", desc, 0x08)[0]
         if self.desc_size >= 64:

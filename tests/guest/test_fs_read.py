@@ -263,3 +263,23 @@ def test_ext4_inline_data(tmp_path) -> None:
     with FileReader(str(img)) as r, open_filesystem(r) as fs:
         _check_tree(fs, src, "ext4")
         assert fs.read("/d1/link") == (src / "d2" / "name-3").read_bytes()
+
+
+def test_ext4_meta_bg(tmp_path) -> None:
+    """META_BG: group descriptors of later meta groups live in those groups (few inodes per
+    group, so files land in groups past the first meta group)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3000):
+        (src / f"f{i}").write_bytes(b"%d\n" % i)
+    img = tmp_path / "metabg.img"
+    run(["mkfs.ext4", "-q", "-F", "-b", "1024", "-N", "4000", "-O", "meta_bg,^resize_inode",
+         "-d", str(src), str(img), "300M"], timeout=120)
+    head = run(["dumpe2fs", "-h", str(img)], timeout=30).stdout
+    assert "meta_bg" in head
+    ipg = int(head.split("Inodes per group:", 1)[1].split()[0])
+    with FileReader(str(img)) as r, open_filesystem(r) as fs:
+        groups = {(fs.stat(f"/f{i}").inode - 1) // ipg for i in range(0, 3000, 97)}
+        assert max(groups) >= 16  # past the first meta group (16 descriptors a block)
+        for i in range(3000):
+            assert fs.read(f"/f{i}") == b"%d\n" % i
