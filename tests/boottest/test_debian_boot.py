@@ -113,3 +113,25 @@ def test_grub_cannot_read_xfs(booted: dict[str, Any], debian_boots: Any) -> None
     o = _boot(booted, debian_boots, "xfs-grub-unreadable")
     assert o.stage == "boot-loader"
     assert "error: unknown filesystem." in o.evidence
+
+
+def test_restoring_the_uuid_makes_it_boot(debian_images: Any, debian_boots: Any,
+                                          tmp_path: Any) -> None:
+    """Ground truth for the uuid-changed variant: its only fault is the UUID. Put the old
+    one back (tune2fs -U on a private raw copy) and the same disk boots to login."""
+    from diskkit.runner import run
+    from tests.fixtures.debian import DebianImage
+
+    image = debian_images.get("uuid-changed")
+    raw = tmp_path / "fixed.raw"
+    run(["qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw", str(image.path), str(raw)],
+        timeout=300)
+    dev = run(["losetup", "-f", "--show", "--offset", str(1 << 20), str(raw)],
+              timeout=30).stdout.strip()
+    try:
+        run(["tune2fs", "-U", recipe.ROOT_UUID, dev], timeout=60)
+    finally:
+        run(["losetup", "-d", dev], timeout=30, check=False)
+    fixed = DebianImage("uuid-restored", raw, recipe.VARIANTS["base"])
+    o = debian_boots.result(fixed)
+    assert (o.outcome, o.format) == ("login", "raw"), (o.outcome, o.evidence)
