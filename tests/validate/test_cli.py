@@ -48,3 +48,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path: pathlib.Path) -> None:
         assert r.returncode == 2, (args, r.stderr)
         assert r.stderr.startswith(f"diskkit: error[{code}]: "), r.stderr
         assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_check_on_a_damaged_image_is_a_verdict(tmp_path: pathlib.Path) -> None:
+    full = create(tmp_path / "full.qcow2", "qcow2", "64M", "compat=1.1")
+    cut = tmp_path / "cut.qcow2"
+    cut.write_bytes(full.read_bytes()[:100])
+    r = subprocess.run([DISKKIT, "check", str(cut), "--json"], capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 1, r.stderr
+    out = schema.validate("check", r.stdout)
+    assert out["safe"] is False
+    assert "image-unreadable" in {f["code"] for f in out["findings"]}
