@@ -118,3 +118,39 @@ def test_btrfs_goes_to_the_mount_path(btrfs_image) -> None:
     assert service.read_file(str(btrfs_image), "/etc/escape") == FILES["etc/passwd"]
     found = service.find_paths(str(btrfs_image), "/", name="*.bin")
     assert [x["path"] for x in found] == ["/data/blob.bin"]
+
+
+def test_fstab_mount_not_readable_in_process_falls_back(btrfs_image, tmp_path) -> None:
+    """An ext4 root whose fstab mounts a btrfs partition at /srv: the root's files are read
+    in-process, anything under /srv through the mount path (never the empty directory of
+    the root underneath)."""
+    if os.geteuid() != 0:
+        pytest.skip("the kernel mount fallback needs root here (else: the appliance)")
+    btrfs_uuid = run(["blkid", "-p", "-o", "value", "-s", "UUID", str(btrfs_image)],
+                     timeout=30).stdout.strip()
+    src = tmp_path / "root"
+    (src / "etc").mkdir(parents=True)
+    (src / "srv").mkdir()
+    (src / "etc" / "fstab").write_text(f"/dev/vda1 / ext4 defaults 0 1\n"
+                                       f"UUID={btrfs_uuid} /srv btrfs defaults 0 0\n")
+    (src / "etc" / "hostname").write_bytes(b"mixed\n")
+    root = tmp_path / "root.ext4"
+    run(["mkfs.ext4", "-q", "-F", "-d", str(src), str(root), "16M"], timeout=60)
+    disk = tmp_path / "disk.img"
+    r_sec, b_sec = root.stat().st_size // 512, btrfs_image.stat().st_size // 512
+    run(["truncate", "-s", str((2048 + r_sec + b_sec + 2048) * 512), str(disk)], timeout=10)
+    run(["sfdisk", "-q", str(disk)], timeout=30,
+        input=f"label: gpt\nstart=2048, size={r_sec}, type=L\n"
+              f"start={2048 + r_sec}, size={b_sec}, type=L\n")
+    for img, sector in ((root, 2048), (btrfs_image, 2048 + r_sec)):
+        run(["dd", f"if={img}", f"of={disk}", "bs=1M", f"seek={sector * 512}",
+             "oflag=seek_bytes", "conv=notrunc", "status=none"], timeout=60)
+    target = str(disk)
+    got = service.stat_path(target, "/etc/hostname", os_root=True)
+    assert got["driver"] == "diskkit ext"
+    got = service.stat_path(target, "/srv/etc/passwd", os_root=True)
+    assert got["driver"] == "kernel mount" and got["size"] == len(FILES["etc/passwd"])
+    assert service.read_file(target, "/srv/data/blob.bin", os_root=True) == \
+        FILES["data/blob.bin"]
+    assert {e["name"] for e in service.list_dir(target, "/srv", os_root=True)} >= \
+        {"etc", "usr", "data"}

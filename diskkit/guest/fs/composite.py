@@ -11,6 +11,7 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
+from diskkit.errors import HostError
 from diskkit.guest.fs.api import FileStat
 from diskkit.guest.fs.base import BaseFS
 
@@ -18,10 +19,16 @@ Node = tuple[BaseFS, Any, str]
 
 
 class CompositeFS(BaseFS):
-    """``mounts``: (guest mountpoint, filesystem) pairs, "/" among them."""
+    """``mounts``: (guest mountpoint, filesystem) pairs, "/" among them; ``blocked``:
+    mountpoints of filesystems that cannot be read in-process (their type): entering one
+    raises HostError ``fs-unsupported``, so the caller can fall back to mounting instead of
+    showing the directory underneath."""
 
-    def __init__(self, mounts: list[tuple[str, BaseFS]]) -> None:
+    def __init__(self, mounts: list[tuple[str, BaseFS]],
+                 blocked: dict[str, str] | None = None) -> None:
         self.mounts = {"/" + posixpath.normpath(mp).strip("/"): fs for mp, fs in mounts}
+        self.blocked = {"/" + posixpath.normpath(mp).strip("/"): t
+                        for mp, t in (blocked or {}).items()}
         root = self.mounts["/"]
         self.fstype, self.label, self.uuid = root.fstype, root.label, root.uuid
         self.driver, self.name = root.driver, root.name
@@ -40,6 +47,9 @@ class CompositeFS(BaseFS):
     def _lookup(self, directory: Node, name: str) -> Node | None:
         fs, node, path = directory
         child = posixpath.join(path, name)
+        if child in self.blocked:
+            raise HostError(f"{child} is a {self.blocked[child]} filesystem, not read "
+                            "in-process", code="fs-unsupported")
         if child in self.mounts:
             return self._enter(fs, None, child)
         inner = fs._lookup(node, name)

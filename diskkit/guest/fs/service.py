@@ -73,6 +73,7 @@ def _os_tree(disk: Any, layout: Any, plan: Any, opened: list[BaseFS]) -> Composi
         if not _is_root(fs):
             continue
         mounts: list[tuple[str, BaseFS]] = [("/", fs)]
+        blocked: dict[str, str] = {}
         try:
             text = fs.read("/etc/fstab", limit=_FSTAB_LIMIT).decode("utf-8", "replace")
         except OSError:
@@ -81,20 +82,22 @@ def _os_tree(disk: Any, layout: Any, plan: Any, opened: list[BaseFS]) -> Composi
             if mp == "/":
                 continue
             match = find_piece(plan, spec)
-            if match is None or not readable_in_process(match.fstype) or \
-                    match.location == cand.location:
+            if match is None or match.location == cand.location:
                 continue
-            tree = CompositeFS(mounts)
+            tree = CompositeFS(mounts, blocked)
             try:
                 if not tree.stat(mp).is_dir:
                     continue
                 canonical = tree.realpath(mp)
+                if not readable_in_process(match.fstype):
+                    blocked[canonical] = match.fstype
+                    continue
                 sub = _open_piece(disk, layout, match)
-            except (OSError, HostError):
+            except (OSError, HostError, ImageError):
                 continue
             opened.append(sub)
             mounts.append((canonical, sub))
-        return CompositeFS(mounts)
+        return CompositeFS(mounts, blocked)
     if unreadable:
         raise HostError("the operating system root may be on a filesystem diskkit does not "
                         f"read in-process ({unreadable[0].fstype})", code="fs-unsupported")
@@ -224,12 +227,27 @@ def _stat_dict(fs: BaseFS, path: str, s: FileStat) -> dict[str, Any]:
     return {"path": path, **s.to_dict(), "fstype": fs.fstype, "driver": fs.driver}
 
 
+def _with_fs(target: str, sel: dict[str, Any], backend: str, fn: Any) -> Any:
+    """``fn(fs)`` in-process when ``backend`` is "auto" and every filesystem it touches is
+    readable that way, else through the mount path."""
+    if backend == "auto":
+        try:
+            with open_guest(target, **sel) as fs:
+                return fn(fs)
+        except HostError as exc:
+            if exc.code != "fs-unsupported":
+                raise
+    with open_mounted(target, backend=backend, **sel) as fs:
+        return fn(fs)
+
+
 def stat_path(target: str, path: str, *, follow: bool = True, partition: int | None = None,
               lv: str | None = None, os_root: bool = False,
               backend: str = "auto") -> dict[str, Any]:
     """Facts of guest ``path`` (``follow``: symlinks followed): kind, size, mode (octal
-    text), uid, gid, mtime, target, inode, the canonical path, the filesystem and driver."""
-    with open_any(target, partition=partition, lv=lv, os_root=os_root, backend=backend) as fs:
+    text), uid, gid, mtime, link target, inode, the canonical path, the filesystem and
+    driver."""
+    def work(fs: BaseFS) -> dict[str, Any]:
         s = fs.stat(path) if follow else fs.lstat(path)
         out = _stat_dict(fs, path, s)
         out["realpath"] = fs.realpath(path) if follow else None
@@ -238,6 +256,10 @@ def stat_path(target: str, path: str, *, follow: bool = True, partition: int | N
             out["fstype"], out["driver"] = inner.fstype, inner.driver
         return out
 
+    sel = {"partition": partition, "lv": lv, "os_root": os_root}
+    result: dict[str, Any] = _with_fs(target, sel, backend, work)
+    return result
+
 
 def find_paths(target: str, top: str = "/", *, name: str | None = None,
                kind: str | None = None, max_depth: int = DEFAULT_WALK_DEPTH,
@@ -245,7 +267,11 @@ def find_paths(target: str, top: str = "/", *, name: str | None = None,
                os_root: bool = False, backend: str = "auto") -> list[dict[str, Any]]:
     """Paths below ``top`` matching the glob ``name`` and ``kind`` ("file", "dir",
     "symlink", "other"), each with its lstat facts; at most ``max_results``."""
-    with open_any(target, partition=partition, lv=lv, os_root=os_root, backend=backend) as fs:
+    def work(fs: BaseFS) -> list[dict[str, Any]]:
         return [_stat_dict(fs, p, s) for p, s in
                 fs.find(top, name=name, kind=kind, max_depth=max_depth,
                         max_results=max_results)]
+
+    sel = {"partition": partition, "lv": lv, "os_root": os_root}
+    result: list[dict[str, Any]] = _with_fs(target, sel, backend, work)
+    return result
