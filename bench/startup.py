@@ -151,10 +151,11 @@ def main() -> None:
     lines += ["", f"`import diskkit` alone: {pkg / 1000:.1f} ms."]
     if typer is not None:
         lines += ["", f"The typer CLI diskkit had before: importing typer and building a "
-                  f"two-command app took {typer[0]:.0f} ms, and its first parse (typer builds "
-                  f"pydantic-style type adapters and a click command tree on the first call) "
-                  f"{typer[1]:.0f} ms more, in every process: that alone is several times "
-                  f"qemu-img's whole run, hence the argparse CLI (docs/cli.md)."]
+                  f"two-command app took {typer[0]:.0f} ms, and its first parse "
+                  f"{typer[1]:.0f} ms more (`python -X importtime`: the first parse imports "
+                  f"`typer._adapters`, which builds pydantic TypeAdapters, and pydantic's "
+                  f"plugin loader), in every process: that alone is many times qemu-img's "
+                  f"whole run, hence the argparse CLI (docs/cli.md)."]
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.no_write:

@@ -166,3 +166,18 @@ def test_run_json(cli_images: CliImages, run_env: dict[str, str]) -> None:
 def test_no_retired_keys(cli_images: CliImages, run_env: dict[str, str], command: str) -> None:
     doc = json.loads(dk(command, cli_images.os_raw, "--json", env=run_env).stdout)
     assert not {"detected_format", "allocated", "size"} & set(doc)
+
+
+@pytest.mark.parametrize("command", ["info", "check", "diagnose"])
+def test_api_to_json_is_what_the_cli_prints(cli_images: CliImages, run_env: dict[str, str],
+                                            command: str) -> None:
+    """docs/api.md: ``to_json()`` of the Python API is exactly the command's JSON."""
+    import diskkit
+
+    api = {"info": diskkit.inspect, "check": diskkit.check, "diagnose": diskkit.diagnose}
+    doc = api[command](str(cli_images.os_raw)).to_json()
+    cli = validate(command, dk(command, cli_images.os_raw, "--json", env=run_env).stdout)
+    validate(command, json.dumps(doc))
+    doc.pop("seconds", None)
+    cli.pop("seconds", None)
+    assert doc == cli
