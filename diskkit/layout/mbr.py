@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from diskkit.findings import Evidence, Finding, Severity
+from diskkit.findings import Evidence, Finding, Severity, bound_finding
 from diskkit.layout.model import Partition
 from diskkit.layout.types import MBR_EXTENDED, mbr_type_name
 from diskkit.readers.base import Reader
@@ -103,7 +103,13 @@ def _logicals(
     ebr_lba = ext.lba
     number = 5
     while True:
-        if ebr_lba in seen or len(out) >= MAX_LOGICAL:
+        if len(out) >= MAX_LOGICAL and ebr_lba not in seen:
+            findings.append(bound_finding(
+                f"the chain of extended boot records goes on past {MAX_LOGICAL} logical "
+                f"partitions (next EBR at sector {ebr_lba}): work bound hit, the rest not read",
+                ebr_sector=ebr_lba))
+            break
+        if ebr_lba in seen:
             findings.append(Finding(
                 "mbr-ebr-loop", Severity.ERROR,
                 f"the chain of extended boot records loops back (EBR at sector {ebr_lba})",

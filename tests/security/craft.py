@@ -197,3 +197,25 @@ def qcow2_fragmented(path: pathlib.Path, size: str = "1T", pattern: int = 0x41) 
         f.seek(l1_off)
         f.write(struct.pack(f">{l1_size}Q", *([l1[0]] * l1_size)))
     return path
+
+
+# --- MBR: an EBR chain longer than any real disk has ------------------------------------------
+
+def ebr_chain(path: pathlib.Path, logicals: int = 300) -> pathlib.Path:
+    """An MBR disk whose extended partition (at sector 2048) chains ``logicals`` EBRs, two
+    sectors apart, each with a one-sector logical partition (the layout fdisk writes)."""
+    ext_start, step = 2048, 2
+    size = (ext_start + step * logicals + 2048) * 512
+    buf = bytearray(size)
+    struct.pack_into("<B3sB3sII", buf, 446, 0, b"\0\0\0", 0x05, b"\0\0\0", ext_start,
+                     step * logicals)
+    buf[510:512] = b"\x55\xaa"
+    for i in range(logicals):
+        ebr = (ext_start + step * i) * 512
+        struct.pack_into("<B3sB3sII", buf, ebr + 446, 0, b"\0\0\0", 0x83, b"\0\0\0", 1, 1)
+        if i + 1 < logicals:
+            struct.pack_into("<B3sB3sII", buf, ebr + 462, 0, b"\0\0\0", 0x05, b"\0\0\0",
+                             step * (i + 1), step)
+        buf[ebr + 510:ebr + 512] = b"\x55\xaa"
+    path.write_bytes(bytes(buf))
+    return path

@@ -138,3 +138,16 @@ def test_blank_check_stops_at_the_first_data(tmp_path, pattern) -> None:
         return
     facts = json.loads(res.stdout)["facts"]
     assert facts["blank"] is (pattern == 0)
+
+
+# --- MBR: a 300-EBR chain -----------------------------------------------------------------
+
+def test_ebr_chain_is_bounded_with_a_finding(tmp_path) -> None:
+    img = craft.ebr_chain(tmp_path / "ebr.img")
+    # sfdisk (not diskkit) follows the same chain as far as its own cap (60 partitions).
+    out = run(["sfdisk", "--dump", str(img)], timeout=60, check=False).stdout
+    assert out.count("type=83") >= 50
+    report, res = _info(img)
+    assert res.seconds < 30
+    assert "work-bound-hit" in _codes(report)
+    assert "mbr-ebr-loop" not in _codes(report)  # not a loop: a long chain
