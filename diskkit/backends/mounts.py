@@ -37,7 +37,7 @@ def nosymfollow_supported() -> bool:
     still works, so diskkit resolves guest links inside the guest root itself)."""
     release = os.uname().release
     m = re.match(r"(\d+)\.(\d+)", release)
-    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (5, 10)
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= (5, 10)
 
 
 def mount_options(fstype: str) -> list[str]:

@@ -125,7 +125,7 @@ def inspect_esps(disk: Reader, partitions: Iterable[Partition],
 
     At most :data:`MAX_ESPS` filesystems are read (partitions at the same offset are read
     once); when more were there, a sentence saying so is appended to ``notes``."""
-    out = []
+    out: list[EspInfo] = []
     seen: dict[tuple[int, int], EspInfo | None] = {}
     skipped = read = 0
     for p in partitions:

@@ -208,7 +208,7 @@ def inspect_iso(disk: Reader) -> ElTorito:
                               "work bound hit, not read")
     iso = pycdlib.PyCdlib()
     try:
-        iso.open_fp(ReaderFile(disk))
+        iso.open_fp(ReaderFile(disk))  # type: ignore[arg-type]
     except DiskkitError:
         raise
     except Exception as exc:  # pycdlib raises anything on hostile bytes
@@ -255,7 +255,7 @@ def iso_has_paths(disk: Reader, paths: list[str]) -> list[bool] | None:
     if declared is not None and declared > MAX_ENTRIES:
         return None
     try:
-        iso.open_fp(ReaderFile(disk))
+        iso.open_fp(ReaderFile(disk))  # type: ignore[arg-type]
     except DiskkitError:
         raise
     except Exception:  # pycdlib raises anything on hostile bytes
