@@ -67,6 +67,10 @@ def info(target: str, json_out: bool = False, fmt: str | None = None,
     """Show what an image is: format, sizes, details, sections and findings."""
     from diskkit.pipeline import inspect_target
 
+    if fmt is not None:  # a bad -f is bad usage (exit 2), not a layout error in the report
+        from diskkit.formats import registry
+
+        registry.get(fmt)
     report = inspect_target(target, fmt)
     layout = report.layout
     if svg:
@@ -117,6 +121,13 @@ def _print_info(report: ImageReport) -> None:
             continue
         if name == "rbd":  # Ceph RBD facts and clone chain (diskkit/rbd/chain.py)
             _print_rbd(value)
+            continue
+        if name == "os" and report.guest is not None:  # diskkit/guest/report.py
+            from diskkit.guest.report import summary_lines
+
+            console.print("  [bold]os[/bold]:", markup=True)
+            for line in summary_lines(report.guest):
+                console.print("    " + line, markup=False, highlight=False, soft_wrap=True)
             continue
         console.print(f"  [bold]{name}[/bold]: {_value(value)}", markup=True)
     if layout is not None:

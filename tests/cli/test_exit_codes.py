@@ -53,6 +53,12 @@ def test_bad_usage_is_one_line_exit_2(args: tuple[str, ...]) -> None:
     one_line(dk(*args), "bad-usage", 2)
 
 
+@pytest.mark.parametrize("command", ["info", "diagnose", "check"])
+def test_unknown_format_is_one_line_exit_2(cli_images: CliImages, command: str) -> None:
+    flag = "--disk-format" if command == "check" else "-f"
+    one_line(dk(command, cli_images.fresh_qcow2, flag, "nope"), "bad-format", 2)
+
+
 @pytest.mark.parametrize("args", [("info", "--json"), ("info",), ("check",), ("doctor",)])
 def test_closed_stdout_is_141_and_silent(cli_images: CliImages, args: tuple[str, ...]) -> None:
     """stdout's reader is gone before diskkit writes (`| head -0`): exit 141, nothing on
