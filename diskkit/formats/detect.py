@@ -41,13 +41,13 @@ from diskkit.formats import (
 from diskkit.formats.base import Match, Source, finding
 from diskkit.readers.base import Reader
 
-#: Every probe, in the order a primary format is chosen when several match (qemu's own
-#: probe would take the header at offset 0 first).
 def _qcow(src: Source) -> Match | None:
     """qcow v1 and qcow2 share their magic; the version tells them apart."""
     return qcow1.probe(src) if qcow1.is_qcow1(src.head) else qcow2_checks.probe(src)
 
 
+#: Every probe, in the order a primary format is chosen when several match (qemu's own
+#: probe would take the header at offset 0 first).
 PROBES: tuple[tuple[str, Callable[[Source], Match | None]], ...] = (
     ("qcow2", _qcow),
     ("qed", qed.probe),
