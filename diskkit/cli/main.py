@@ -174,7 +174,8 @@ def _quiet_stdout() -> None:
 
 def run_cli(args: list[str]) -> int:
     """Run diskkit with ``args``; return the exit code (never raises, never exits)."""
-    verbose = "-v" in args or "--verbose" in args
+    mine = args[:args.index("--")] if "--" in args else args  # not `run`'s COMMAND's -v
+    verbose = "-v" in mine or "--verbose" in mine
     try:
         return _run(args)
     except UsageError as exc:
