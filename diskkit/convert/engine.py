@@ -24,6 +24,7 @@ from typing import Any
 
 from diskkit.errors import ImageError, UserError
 from diskkit.findings import Finding
+from diskkit.readers.base import Reader
 from diskkit.target import Target, parse_target
 
 from . import plan, qemuimg
@@ -255,6 +256,48 @@ class _Sync(threading.Thread):
             raise self.error
 
 
+def _in_process_source(src: plan.SourceFacts) -> Reader | None:
+    """The source as diskkit reads it itself (a raw or self-contained qcow2 file), or None."""
+    from diskkit.readers.qcow2 import Qcow2Reader
+    from diskkit.readers.raw import FileReader
+
+    if src.target.kind != "file" or src.format not in ("raw", "qcow2") or not src.target.path:
+        return None
+    container = FileReader(src.target.path)
+    if src.format == "raw":
+        return container
+    try:
+        reader = Qcow2Reader(container)
+    except BaseException:
+        container.close()
+        raise
+    if reader.header.has_backing_file or reader.header.has_data_file:
+        reader.close()  # qemu follows those (an --allow-unsafe source): let qemu compare
+        return None
+    return reader
+
+
+def _verify(req: Request, src: plan.SourceFacts, dst: Target, out: _Output, out_format: str,
+            kind: str, timeout: float) -> tuple[bool, str]:
+    """Compare the source with the finished output (see docs/convert.md, step 5): in process
+    for an RBD output from a raw or qcow2 file (allocation maps first, then the data ranges
+    with several RBD reads in flight), ``qemu-img compare`` otherwise."""
+    if kind == "rbd" and not req.strict_verify and out.temp:
+        source = _in_process_source(src)
+        if source is not None:
+            import dataclasses
+
+            from diskkit.readers.rbd import RbdReader
+
+            from .verify import compare_readers
+
+            with source, RbdReader(dataclasses.replace(dst, image=out.temp,
+                                                       snap=None)) as target:
+                return compare_readers(source, target)
+    return qemuimg.compare(plan.qemu_filename(src.target), src.format, out.qemu_name,
+                           out_format, timeout=timeout, strict=req.strict_verify)
+
+
 def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
             cancel: threading.Event | None = None, quiet: bool = False,
             on_update: Callable[[Progress], None] | None = None) -> Result:
@@ -307,9 +350,7 @@ def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
         try:
             if req.verify:
                 started = time.monotonic()
-                same, message = qemuimg.compare(plan.qemu_filename(src.target), src.format,
-                                                out.qemu_name, out_format, timeout=timeout,
-                                                strict=req.strict_verify)
+                same, message = _verify(req, src, dst, out, out_format, room.kind, timeout)
                 result.verify_seconds = time.monotonic() - started
                 if not same:
                     raise ImageError(f"verification failed: {message}", code="verify-failed",
