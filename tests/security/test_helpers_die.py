@@ -37,6 +37,23 @@ def _procs_with(needle: str, program: str) -> list[int]:
     return out
 
 
+def _argv0(name: str) -> list[int]:
+    """Pids whose argv[0] is exactly ``name`` (the marker a test gave its child with bash's
+    ``exec -a``), zombies excluded."""
+    out = []
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(f"{d}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0", 1)[0].decode(errors="replace")
+            with open(f"{d}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and argv0 == name:
+            out.append(int(os.path.basename(d)))
+    return out
+
+
 def _nbd_dirs() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "diskkit-nbd-*")))
 
@@ -124,7 +141,7 @@ def test_pdeathsig_ends_the_child_of_a_killed_diskkit(tmp_path: pathlib.Path) ->
     code = (
         "import sys, time\n"
         "from diskkit.runner import spawn\n"
-        f"with spawn(['sh', '-c', 'exec -a {marker} sleep 300']) as p:\n"
+        f"with spawn(['bash', '-c', 'exec -a {marker} sleep 300']) as p:\n"
         "    print(p.pid, flush=True)\n"
         "    time.sleep(300)\n"
     )
@@ -133,12 +150,43 @@ def test_pdeathsig_ends_the_child_of_a_killed_diskkit(tmp_path: pathlib.Path) ->
                             text=True)
     try:
         pid = int(proc.stdout.readline())  # type: ignore[union-attr]
-        assert _wait(lambda: bool(_procs_with(marker, marker)), 10)
+        assert _wait(lambda: _argv0(marker) == [pid], 10)
         proc.kill()
         proc.wait(timeout=10)
-        assert _wait(lambda: not os.path.exists(f"/proc/{pid}") or
-                     not _procs_with(marker, marker), 10)
+        assert _wait(lambda: not _argv0(marker), 10), "the child outlived its diskkit"
     finally:
         proc.stdout.close()  # type: ignore[union-attr]
-        for p in _procs_with(marker, marker):
+        for p in _argv0(marker):
             os.kill(p, signal.SIGKILL)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="loop mounts need root")
+def test_run_command_dies_with_a_killed_diskkit(tmp_path: pathlib.Path) -> None:
+    from diskkit.runner import run as run_cmd
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    img = tmp_path / "fs.ext4"
+    run_cmd(["mkfs.ext4", "-q", "-F", "-d", str(src), str(img), "8M"], timeout=60)
+    marker = f"dk-run-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "DISKKIT_RUN_DIR": str(tmp_path / "run")}
+    proc = subprocess.Popen([sys.executable, "-m", "diskkit", "run", str(img), "--backend",
+                             "loop", "--", "bash", "-c", f"exec -a {marker} sleep 300"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait(lambda: bool(_argv0(marker)), 60), "command never started"
+        proc.kill()
+        proc.wait(timeout=30)
+        assert _wait(lambda: not _argv0(marker), 10), "the command outlived diskkit"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in _argv0(marker):
+            os.kill(p, signal.SIGKILL)
+        res = subprocess.run([sys.executable, "-m", "diskkit", "cleanup"], env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    with open("/proc/self/mountinfo") as f:
+        assert str(tmp_path) not in f.read()
