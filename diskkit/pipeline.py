@@ -311,11 +311,16 @@ class Inspection:
         if self.boot is None:
             exc = self.error("boot")
             rep.sections["boot"] = {"error": str(exc), "code": exc.code if exc else None}
-            return rep
-        rep.boot = self.boot
-        rep.sections["boot"] = self.boot.to_dict()
-        rep.findings.extend(self.boot.findings)
-        rep.disk_findings.extend(self.boot.findings)
+        else:
+            rep.boot = self.boot
+            rep.sections["boot"] = self.boot.to_dict()
+            rep.findings.extend(self.boot.findings)
+            rep.disk_findings.extend(self.boot.findings)
+        rep.guest = self.guest  # the operating systems (docs/guest.md)
+        if rep.guest is not None:
+            rep.sections["os"] = rep.guest.to_dict()
+        elif (gexc := self.error("guest")) is not None:
+            rep.sections["os"] = {"error": str(gexc), "code": gexc.code}
         return rep
 
     # -- life cycle --------------------------------------------------------------------------
@@ -353,6 +358,8 @@ class ImageReport:
     #: The Layout and BootInfo objects behind those sections, when the disk was read.
     layout: Any = None
     boot: Any = None
+    #: The GuestInfo behind the ``os`` section.
+    guest: Any = None
     #: The layout and boot findings among ``findings``: facts about the disk's contents, not
     #: about upload safety (docs/json.md: ``safe`` means the same in info and check).
     disk_findings: list[Finding] = field(default_factory=list)

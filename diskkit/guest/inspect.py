@@ -21,10 +21,14 @@ from diskkit.guest.fstab import FstabEntry, read_fstab
 from diskkit.guest.mountfs import MountFS
 from diskkit.guest.vfs import Source, exists, is_dir, join, listdir, read_bytes, read_text
 from diskkit.layout.inspect import Layout, lv_reader, partition_reader
+from diskkit.layout.model import Filesystem
 from diskkit.readers.base import Reader
 
 #: Filesystem types a root can be on.
-ROOT_TYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs", "ntfs", "vfat", "jfs", "reiserfs", "f2fs")
+ROOT_TYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs", "ntfs", "jfs", "reiserfs", "f2fs")
+#: Filesystems examined as possible roots per disk (a hostile table can list 32768 that all
+#: start at the same byte: those count once).
+MAX_ROOT_CANDIDATES = 64
 #: Mount points worth assembling from fstab before reading.
 ASSEMBLE = ("/boot", "/boot/efi", "/efi", "/var", "/usr")
 #: Binaries whose ELF header gives the architecture, in order.
@@ -347,6 +351,26 @@ def _assemble(fs: GuestFS, location: str, layout: Layout,
     return mounts
 
 
+def _candidates(layout: Layout) -> tuple[list[Filesystem], int]:
+    """The filesystems that may hold a root (each start examined once, at most
+    MAX_ROOT_CANDIDATES), and how many more were left out."""
+    seen: set[tuple[int | None, str]] = set()
+    out: list[Filesystem] = []
+    skipped = 0
+    for f in layout.filesystems:
+        if f.type not in ROOT_TYPES:
+            continue
+        key = (f.offset, f.type) if f.offset is not None else (None, f.location)
+        if key in seen:
+            continue
+        if len(out) >= MAX_ROOT_CANDIDATES:
+            skipped += 1
+            continue
+        seen.add(key)
+        out.append(f)
+    return out, skipped
+
+
 def _default_open(reader: Reader, fstype: str) -> GuestFS:
     from diskkit.guest.fs import open_filesystem
 
@@ -378,9 +402,8 @@ def inspect_guest(disk: Reader, layout: Layout, *, open_fs: OpenFS | None = None
         return fs
 
     try:
-        for f in layout.filesystems:
-            if f.type not in ROOT_TYPES:
-                continue
+        candidates, skipped = _candidates(layout)
+        for f in candidates:
             fs = get(f.location, f.type)
             if fs is None:
                 continue
@@ -399,6 +422,9 @@ def inspect_guest(disk: Reader, layout: Layout, *, open_fs: OpenFS | None = None
                 continue
             if root is not None:
                 roots.append(root)
+        if skipped:
+            notes.append(f"{skipped} more filesystems not examined for an operating system "
+                         f"(at most {MAX_ROOT_CANDIDATES} per disk)")
     finally:
         for fs in opened.values():
             close = getattr(fs, "close", None)

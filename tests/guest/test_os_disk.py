@@ -189,3 +189,35 @@ def test_whole_disk_root(tmp_path: pathlib.Path) -> None:
     (r,) = info.roots
     assert r.location == "disk" and r.hostname == "flat"
     assert r.fstab[0].location == "disk" and r.fstab[0].bus == "virtio"
+
+
+@needs_tools
+def test_many_filesystems_are_bounded(tmp_path: pathlib.Path) -> None:
+    """70 ext4 partitions (sfdisk GPT, one mkfs.ext4 image copied into each): at most
+    MAX_ROOT_CANDIDATES are opened, the rest is a note."""
+    from diskkit.guest.inspect import MAX_ROOT_CANDIDATES
+
+    n = MAX_ROOT_CANDIDATES + 6
+    tree = tmp_path / "t"
+    write(tree, "etc/hostname", "x\n")
+    fs = tmp_path / "fs.img"
+    _mkfs(fs, tree, 1 * MiB)
+    disk = tmp_path / "many.img"
+    with open(disk, "wb") as f:
+        f.truncate((n + 2) * MiB)
+    table = "label: gpt\n" + "".join(f"size={MiB // 512}\n" for _ in range(n))
+    run(["sfdisk", "-q", str(disk)], input=table, timeout=60)
+    data = fs.read_bytes()
+    with FileReader(str(disk)) as r:
+        layout = inspect_layout(r)
+    with open(disk, "r+b") as f:
+        for p in layout.partitions:
+            f.seek(p.start)
+            f.write(data)
+    with open_disk(str(disk), "raw") as r:
+        layout = inspect_layout(r)
+        assert sum(1 for x in layout.filesystems if x.type == "ext4") == n
+        info = inspect_guest(r, layout)
+    assert info.roots == ()
+    assert info.notes == (f"6 more filesystems not examined for an operating system (at most "
+                          f"{MAX_ROOT_CANDIDATES} per disk)",)
