@@ -91,6 +91,20 @@ class MetadataEntry(Header):
     reserved: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class FileParameters(Header):
+    """The File Parameters metadata item: block size, and flags (bit 1 = HasParent)."""
+
+    LAYOUT = Layout("<", ("block_size", "I"), ("flags", "I"))
+    block_size: int
+    flags: int
+
+    @property
+    def has_parent(self) -> bool:
+        """A differencing disk (HasParent)."""
+        return bool(self.flags & 2)
+
+
 _ENTRY = RegionEntry.LAYOUT.size
 
 
@@ -179,17 +193,23 @@ def probe(src: Source) -> Match | None:
     block = item(FILE_PARAMETERS, "<I")
     details["block_size"] = block
     details["logical_sector_size"] = item(LOGICAL_SECTOR_SIZE, "<I")
+    params = None
     if FILE_PARAMETERS in items:
-        off = items[FILE_PARAMETERS].item_offset
-        flags = one("<I", src.read(meta_off + off + 4, 4), 0, "VHDX file parameters") \
-            if meta_off + off + 8 <= src.size else 0
-        details["has_parent"] = bool(flags & 2)
+        at = meta_off + items[FILE_PARAMETERS].item_offset
+        if at + FileParameters.LAYOUT.size <= src.size:
+            params = FileParameters.parse(src.read(at, FileParameters.LAYOUT.size), 0,
+                                          file_offset=at, what="VHDX file parameters")
+            details["has_parent"] = params.has_parent
+        else:
+            details["has_parent"] = False
     if details.get("has_parent") or PARENT_LOCATOR in items:
+        ev = params.evidence("file parameters flags (HasParent)", "flags") \
+            if params is not None and params.has_parent else \
+            ("parent locator item", meta_off, None)
         findings.append(finding(
             "vhdx-parent", Severity.ERROR,
             "VHDX is a differencing disk: qemu would open the parent file it names",
-            "merge it into its parent on a trusted host, then upload the result",
-            [("file parameters HasParent / parent locator", meta_off, None)]))
+            "merge it into its parent on a trusted host, then upload the result", [ev]))
     if size is None:
         findings.append(_oob("virtual disk size item", meta_off, None))
     return Match("vhdx", size, details, tuple(findings))

@@ -19,12 +19,13 @@ from typing import Any
 
 from diskkit.findings import Finding, Severity
 from diskkit.formats import vmdk_descriptor
-from diskkit.formats.base import Match, Source, finding, unpack
+from diskkit.formats.base import Match, Source, finding
 from diskkit.formats.fields import Header, Layout
 
 MAGIC = b"KDMV"
 GD_AT_END = 0xFFFFFFFFFFFFFFFF
 _FLAG_COMPRESSED = 1 << 16
+_MARKER_EOS = 0
 _MARKER_FOOTER = 3
 #: qemu refuses more than 512 grain table entries per table; we call more absurd.
 MAX_GTES = 512
@@ -74,6 +75,21 @@ class VmdkHeader(Header):
         return self.gd_offset == GD_AT_END
 
 
+@dataclass(frozen=True, kw_only=True)
+class VmdkMarker(Header):
+    """A streamOptimized marker sector (block/vmdk.c: value, size, type, zero padding)."""
+
+    LAYOUT = Layout("<", ("value", "Q"), ("size", "I"), ("type", "I"), ("pad", "496s"))
+    value: int
+    size: int
+    type: int
+    pad: bytes
+
+    def is_marker(self, kind: int) -> bool:
+        """A metadata marker (size 0) of ``kind``, zero-padded."""
+        return self.size == 0 and self.type == kind and not self.pad.strip(b"\0")
+
+
 def _footer(src: Source, hdr: VmdkHeader, findings: list[Finding]) -> VmdkHeader | None:
     """The streamOptimized footer header, or None (with a finding) when it is not valid."""
     if src.size < 1536 + 512:
@@ -81,12 +97,15 @@ def _footer(src: Source, hdr: VmdkHeader, findings: list[Finding]) -> VmdkHeader
         return None
     start = src.size - 1536
     raw = src.read(start, 1536)
-    _val, size, mtype = unpack("<QII", raw, 0, "VMDK footer marker")
-    eos = unpack("<QII", raw, 1024, "VMDK end-of-stream marker")
+    marker = VmdkMarker.parse(raw, 0, file_offset=start, what="VMDK footer marker")
+    eos = VmdkMarker.parse(raw, 1024, file_offset=start + 1024, what="VMDK end-of-stream")
     foot = VmdkHeader.parse(raw, 512, file_offset=start + 512, what="VMDK footer")
-    if size != 0 or mtype != _MARKER_FOOTER or foot.magic != MAGIC or eos != (0, 0, 0):
-        findings.append(_mismatch("gdOffset says 'at the footer' but there is no valid footer",
-                                  start, raw[:16] + raw[512:516]))
+    if not marker.is_marker(_MARKER_FOOTER) or foot.magic != MAGIC or \
+            not eos.is_marker(_MARKER_EOS) or eos.value:
+        findings.append(_mismatch("gdOffset says 'at the footer' but there is no valid footer "
+                                  "(footer marker, footer magic, end-of-stream marker)",
+                                  start, marker.bytes_of("value", "type")
+                                  + foot.bytes_of("magic") + eos.bytes_of("value", "type")))
         return None
     if foot.gd_at_end:
         findings.append(_mismatch(

@@ -12,7 +12,7 @@ from tests.helpers import create, qemu_img_info
 
 HEADERS = [vmdk.VmdkHeader, vhd.VhdFooter, vhd.VhdDynamicHeader, vdi.VdiHeader,
            vhdx.VhdxIdentifier, vhdx.RegionTableHeader, vhdx.RegionEntry,
-           vhdx.MetadataTableHeader, vhdx.MetadataEntry]
+           vhdx.MetadataTableHeader, vhdx.MetadataEntry, vhdx.FileParameters, vmdk.VmdkMarker]
 
 
 @pytest.mark.parametrize("cls", HEADERS, ids=lambda c: c.__name__)
