@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         mount,
         open_image,
         scan,
+        validate,
     )
     from diskkit.errors import DiskkitError, HostError, ImageError, UserError
     from diskkit.pipeline import ImageReport, Inspection
@@ -44,6 +45,7 @@ _LAZY = {
     "inspect": "diskkit.api", "check": "diskkit.api", "diagnose": "diskkit.api",
     "boot_test": "diskkit.api", "convert": "diskkit.api", "scan": "diskkit.api",
     "mount": "diskkit.api", "open_image": "diskkit.api", "CheckReport": "diskkit.api",
+    "validate": "diskkit.api",
     "Inspection": "diskkit.pipeline", "ImageReport": "diskkit.pipeline",
     "DiskkitError": "diskkit.errors", "UserError": "diskkit.errors",
     "ImageError": "diskkit.errors", "HostError": "diskkit.errors",
@@ -51,7 +53,7 @@ _LAZY = {
 
 __all__ = ["CheckReport", "DiskkitError", "HostError", "ImageError", "ImageReport",
            "Inspection", "UserError", "__version__", "boot_test", "check", "convert",
-           "diagnose", "inspect", "mount", "open_image", "scan"]
+           "diagnose", "inspect", "mount", "open_image", "scan", "validate"]
 
 
 class _Package(_types.ModuleType):

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     from diskkit.findings import Finding
     from diskkit.pipeline import ImageReport, Inspection
     from diskkit.rbd.scan import ScanResult
+    from diskkit.validate.report import Validation
 
 __all__ = ["CheckReport", "boot_test", "check", "convert", "diagnose", "inspect", "mount",
-           "open_image", "scan"]
+           "open_image", "scan", "validate"]
 
 
 def inspect(target: str, fmt: str | None = None, *, allow_backing: bool = False
@@ -90,6 +91,16 @@ def check(target: str, disk_format: str | None = None) -> CheckReport:
     data["glance_accepts"] = glance.accepts if glance else None
     data["glance"] = glance.to_dict() if glance else None
     return CheckReport(target, disk_format, report.findings, report.safe, data)
+
+
+def validate(target: str, *, disk_format: str | None = None,
+             container_format: str | None = None, guest: bool = True) -> Validation:
+    """``diskkit validate``: Glance's own verdict (oslo.utils), cloud readiness of the guest
+    and the image properties to set (docs/validate.md)."""
+    from diskkit.validate import validate as run_validate
+
+    return run_validate(target, disk_format=disk_format, container_format=container_format,
+                        guest=guest)
 
 
 def diagnose(target: str, fmt: str | None = None, *, firmware: str = "auto",

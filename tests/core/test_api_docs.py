@@ -49,8 +49,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
 def test_the_page_has_examples_of_every_function() -> None:
     text = "\n".join(blocks())
-    for name in ("inspect", "check", "open_image", "diagnose", "boot_test", "convert",
-                 "mount"):
+    for name in ("inspect", "check", "open_image", "validate", "diagnose", "boot_test",
+                 "convert", "mount"):
         assert f"diskkit.{name}(" in text, name
 
 
