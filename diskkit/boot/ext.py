@@ -214,10 +214,18 @@ class ExtFs:
             yield from self._extent_blocks(child, depth - 1, nblocks, budget, depth - 1,
                                            lblock)
 
-    def _map_blocks(self, ino: ExtInode, nblocks: int) -> Iterator[tuple[int, int, int]]:
+    def _map_blocks(self, ino: ExtInode, nblocks: int, first: int = 0
+                    ) -> Iterator[tuple[int, int, int]]:
+        """Runs (logical, physical, length) of a block-mapped inode between blocks ``first``
+        and ``nblocks``: indirect subtrees wholly before ``first`` are not read, physically
+        contiguous blocks are merged into one run."""
+        return _merge_runs(self._map_singles(ino, nblocks, first))
+
+    def _map_singles(self, ino: ExtInode, nblocks: int, first: int
+                     ) -> Iterator[tuple[int, int, int]]:
         ptrs = struct.unpack_from("<15I", ino.block)
-        for i in range(12):
-            if ptrs[i]:
+        for i in range(min(12, nblocks)):
+            if ptrs[i] and i >= first:
                 yield i, ptrs[i], 1
         per = self.block_size // 4
         logical = 12
@@ -225,11 +233,11 @@ class ExtFs:
             span = per ** level
             if logical >= nblocks:
                 return
-            if ptr:
-                yield from self._indirect(ptr, level, logical, nblocks)
+            if ptr and logical + span > first:
+                yield from self._indirect(ptr, level, logical, nblocks, first)
             logical += span
 
-    def _indirect(self, ptr: int, level: int, logical: int, nblocks: int
+    def _indirect(self, ptr: int, level: int, logical: int, nblocks: int, first: int = 0
                   ) -> Iterator[tuple[int, int, int]]:
         per = self.block_size // 4
         table = struct.unpack(f"<{per}I", self._block(ptr).ljust(self.block_size, b"\0"))
@@ -238,12 +246,12 @@ class ExtFs:
             here = logical + i * span
             if here >= nblocks:
                 return
-            if not child:
+            if not child or here + span <= first:
                 continue
             if level == 1:
                 yield here, child, 1
             else:
-                yield from self._indirect(child, level - 1, here, nblocks)
+                yield from self._indirect(child, level - 1, here, nblocks, first)
 
     def read_file(self, ino: ExtInode, limit: int = _MAX_DIR_BYTES) -> bytes:
         """The contents of ``ino`` (up to ``limit`` bytes); holes read as zeros."""
@@ -263,7 +271,7 @@ class ExtFs:
         if ino.flags & _EXTENTS_FL:
             runs = self._extent_blocks(ino.block, _MAX_DEPTH, nblocks)
         else:
-            runs = self._map_blocks(ino, nblocks)
+            runs = self._map_blocks(ino, nblocks, first)
         covered = first  # logical blocks below this are done: each is read at most once
         for lblock, pblock, length_ in runs:
             stop = min(lblock + length_, nblocks)
@@ -312,6 +320,22 @@ class ExtFs:
                 return None
             ino = self.inode(num)
         return ino
+
+
+def _merge_runs(runs: Iterator[tuple[int, int, int]]) -> Iterator[tuple[int, int, int]]:
+    """Adjacent runs that are contiguous both logically and physically, as one (at most
+    32768 blocks, so one read stays bounded)."""
+    cur: tuple[int, int, int] | None = None
+    for lb, pb, n in runs:
+        if cur is not None and cur[0] + cur[2] == lb and cur[1] + cur[2] == pb \
+                and cur[2] + n <= 32768:
+            cur = (cur[0], cur[1], cur[2] + n)
+            continue
+        if cur is not None:
+            yield cur
+        cur = (lb, pb, n)
+    if cur is not None:
+        yield cur
 
 
 def is_ext(reader: Reader) -> bool:
