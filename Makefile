@@ -12,6 +12,7 @@ demo: samples
 
 test: setup
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q
 
 lint: setup
