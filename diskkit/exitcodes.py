@@ -1,7 +1,8 @@
 """Exit codes of every diskkit command, in one place.
 
-``check`` uses OK and FINDINGS, ``validate`` OK, FINDINGS and WARNINGS; ``diagnose`` uses OK (will boot), FINDINGS (will not
-boot) and UNKNOWN (cannot tell). Errors use the codes below whatever the command.
+``check`` uses OK and FINDINGS, ``validate`` OK, FINDINGS and WARNINGS; ``diagnose`` uses OK
+(will boot), FINDINGS (will not boot) and UNKNOWN (cannot tell). Errors use the codes below
+whatever the command.
 """
 
 OK = 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from diskkit.disk import open_disk
-from diskkit.pipeline import inspect_target
 from diskkit.errors import ImageError, UserError
+from diskkit.pipeline import inspect_target
 from diskkit.runner import run
 from tests.helpers import qemu_img
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from diskkit.pipeline import inspect_target
 from diskkit.formats.detect import detect
+from diskkit.pipeline import inspect_target
 from diskkit.rbd.chain import clone_chain, rbd_facts
 from diskkit.readers.rbd import RbdReader
 from diskkit.runner import run

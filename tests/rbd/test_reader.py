@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from diskkit.disk import open_container
 from diskkit.errors import HostError, UserError
 from diskkit.readers.rbd import RbdReader
 from diskkit.runner import run
-from diskkit.disk import open_container
 from diskkit.target import parse_target
 from tests.rbd.conftest import NS, RbdImages
 

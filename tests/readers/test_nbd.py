@@ -9,11 +9,11 @@ import socket
 
 import pytest
 
+from diskkit.disk import open_container
 from diskkit.errors import ImageError, UserError
 from diskkit.readers.base import Extent, Reader
 from diskkit.readers.nbd import NbdUriReader, QemuNbdReader
 from diskkit.runner import spawn, wait_for
-from diskkit.disk import open_container
 from diskkit.target import parse_target
 from tests.helpers import create, qemu_img
 from tests.readers.images import MiB, merge, qemu_io, qemu_map, raw_of, sweep
