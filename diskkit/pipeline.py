@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 #: Most extents the one pass keeps (merged); past it ``Extents.complete`` is False.
 MAX_EXTENTS = 1 << 16
+#: The pass asks the disk for its extents this many bytes at a time.
+EXTENT_WINDOW = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -222,11 +224,20 @@ class Inspection:
         items: list[Extent] = []
         complete = True
         try:
-            for ext in merge_extents(disk.extents()):
-                if len(items) >= MAX_EXTENTS:
-                    complete = False
+            # Window by window: no reader is asked to map the whole disk at once (a crafted
+            # 1 TiB qcow2 of alternating clusters), and the walk stops at MAX_EXTENTS.
+            for start in range(0, disk.size, EXTENT_WINDOW):
+                for ext in merge_extents(disk.extents(start, EXTENT_WINDOW)):
+                    if items and items[-1].data == ext.data and items[-1].end == ext.offset:
+                        items[-1] = Extent(items[-1].offset, items[-1].length + ext.length,
+                                           ext.data)
+                        continue
+                    if len(items) >= MAX_EXTENTS:
+                        complete = False
+                        break
+                    items.append(ext)
+                if not complete:
                     break
-                items.append(ext)
         except (ImageError, HostError) as exc:
             self._errors["extents"] = exc
             return None

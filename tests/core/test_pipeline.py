@@ -81,3 +81,20 @@ def test_hypervisor_view(images: dict[str, pathlib.Path]) -> None:
 def test_a_missing_file_is_one_clear_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(UserError):
         Inspection(str(tmp_path / "nope.qcow2"))
+
+
+def test_extents_of_a_large_sparse_disk(tmp_path: pathlib.Path) -> None:
+    """A 1 TiB qcow2 with two written clusters: the pass walks it window by window and
+    finds exactly what qemu-img map finds."""
+    q = tmp_path / "big.qcow2"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", str(q), "1T"], timeout=60)
+    run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k", "-c",
+         "write -P 0xa5 700G 64k", str(q)], timeout=60)
+    mapped = json.loads(run(["qemu-img", "map", "-f", "qcow2", "--output=json", str(q)],
+                            timeout=60).stdout)
+    with Inspection(str(q)) as insp:
+        ext = insp.extents
+        assert ext is not None and ext.complete
+        assert ext.allocated == sum(m["length"] for m in mapped if m["data"]) == 128 << 10
+        assert [(e.offset, e.length) for e in ext.data] == \
+            [(m["start"], m["length"]) for m in mapped if m["data"]]
