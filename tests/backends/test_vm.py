@@ -82,3 +82,15 @@ def test_nothing_left_and_images_unchanged(vm_result, disk_images, lvm_images) -
     for name, original in (("disk.raw", disk_images.raw), ("disk.qcow2", disk_images.qcow2),
                            ("lvm-root.img", lvm_images.root)):
         assert sha256(f"{shared}/{name}") == sha256(original), name
+
+
+@pytest.mark.parametrize("name", ["nbd-qcow2", "kpartx-raw", "lvm-clash-kpartx",
+                                  "lvm-clash-nbd-os"])
+def test_vm_mounts_are_nosuid_nodev_noexec(vm_result, name) -> None:
+    """nbd, kpartx and LVM mounts carry the options of every diskkit mount (docs/security.md):
+    read-only, no setuid, no device nodes, no execution, no symlinks followed."""
+    e = _ok(vm_result, name)
+    assert e["options"], "no mount seen under the root"
+    for where, opts in e["options"].items():
+        assert {"ro", "nosuid", "nodev", "noexec", "nosymfollow"} <= set(opts.split(",")), \
+            (where, opts)

@@ -37,6 +37,13 @@ def read(root: str, path: str) -> str:
         return f.read()
 
 
+def options(root: str) -> dict:
+    """Mount options (mountinfo field 6) of every mount at or under ``root``."""
+    with open("/proc/self/mountinfo") as f:
+        rows = [ln.split() for ln in f]
+    return {r[4]: r[5] for r in rows if r[4] == root or r[4].startswith(root.rstrip("/") + "/")}
+
+
 def case(name: str):
     def wrap(fn):
         entry: dict = {"ok": False}
@@ -91,14 +98,16 @@ def _nbd() -> dict:
         dev = m.mounts[0]["device"]
         pid_file = f"/sys/block/{os.path.basename(dev)[:-2]}/pid"
         return {"device": dev, "backend": m.backend, "connected": os.path.exists(pid_file),
-                "hostname": read(m.root, "/etc/hostname"), "state": state()}
+                "hostname": read(m.root, "/etc/hostname"), "state": state(),
+                "options": options(m.root)}
 
 
 @case("kpartx-raw")
 def _kpartx() -> dict:
     with mounted(raw, partition=2, backend="loop") as m:
         return {"device": m.mounts[0]["device"], "hello": read(m.root, "/hello.txt"),
-                "kpartx": run(["dmsetup", "ls"]).stdout, "state": state()}
+                "kpartx": run(["dmsetup", "ls"]).stdout, "state": state(),
+                "options": options(m.root)}
 
 
 @case("lvm-clash-kpartx")
@@ -106,14 +115,15 @@ def _lvm_loop() -> dict:
     with mounted(lvm_img, lv="ubuntu-vg/root", backend="loop") as m:
         return {"device": m.mounts[0]["device"], "fstab": read(m.root, "/etc/fstab"),
                 "clash_still_active": os.path.exists("/dev/mapper/ubuntu--vg-root"),
-                "state": state()}
+                "state": state(), "options": options(m.root)}
 
 
 @case("lvm-clash-nbd-os")
 def _lvm_nbd() -> dict:
     with mounted(lvm_img, os_root=True, backend="nbd") as m:
         return {"mounts": m.mounts, "fstab": read(m.root, "/etc/fstab"),
-                "boot": sorted(os.listdir(os.path.join(m.root, "boot"))), "state": state()}
+                "boot": sorted(os.listdir(os.path.join(m.root, "boot"))), "state": state(),
+                "options": options(m.root)}
 
 
 @case("mount-umount")
