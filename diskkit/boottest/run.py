@@ -38,10 +38,9 @@ from diskkit.boottest.qemu import (
     qemu_argv,
 )
 from diskkit.boottest.qmp import Qmp
-from diskkit.disk import open_container
 from diskkit.errors import DiskkitError, HostError, ImageError, UserError
 from diskkit.formats import registry, safety
-from diskkit.formats.detect import detect
+from diskkit.pipeline import Inspection
 from diskkit.runner import spawn
 from diskkit.target import parse_target
 
@@ -120,8 +119,8 @@ def hypervisor_format(target: str, fmt: str | None) -> str:
     files that are not disk formats: a hypervisor told nothing reads bytes as they are).
     A non-raw format is only handed to qemu when the safety checks pass."""
     t = parse_target(target)
-    with open_container(t) as container:
-        detection = detect(container)
+    with Inspection(t) as insp:  # the one pipeline: open, detect (its safety findings)
+        detection = insp.detection
     chosen = safety.normalise_format(fmt) if fmt else detection.format
     if t.kind == "rbd" and not fmt:
         chosen = "raw"  # a Ceph volume is always attached raw
