@@ -54,8 +54,8 @@ def _argv0(name: str) -> list[int]:
     return out
 
 
-def _nbd_dirs() -> set[str]:
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "diskkit-nbd-*")))
+def _nbd_dirs(tmp: str | None = None) -> set[str]:
+    return set(glob.glob(os.path.join(tmp or tempfile.gettempdir(), "diskkit-nbd-*")))
 
 
 def _wait(predicate, timeout: float) -> bool:
@@ -72,8 +72,10 @@ def _wait(predicate, timeout: float) -> bool:
 @pytest.mark.parametrize("command", ["info", "diagnose"])
 def test_no_qemu_nbd_survives(tmp_path: pathlib.Path, fmt: str, sig: int, command: str) -> None:
     img = create(tmp_path / f"disk.{fmt}", FORMATS[fmt], "64M")
-    env = {**os.environ, "DISKKIT_RUN_DIR": str(tmp_path / "run")}
-    before = _nbd_dirs()
+    # A private TMPDIR: other diskkit processes on this host make diskkit-nbd-* dirs too.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "DISKKIT_RUN_DIR": str(tmp_path / "run"), "TMPDIR": str(tmp)}
     for _attempt in range(8):  # a quick run may finish before the poll sees qemu-nbd
         proc = subprocess.Popen([sys.executable, "-m", "diskkit", command, str(img), "--json"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -95,7 +97,7 @@ def test_no_qemu_nbd_survives(tmp_path: pathlib.Path, fmt: str, sig: int, comman
     res = subprocess.run([sys.executable, "-m", "diskkit", "cleanup"], env=env,
                          capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
-    assert _nbd_dirs() - before == set()
+    assert _nbd_dirs(str(tmp)) == set()
     assert not (tmp_path / "run" / "servers").exists()
 
 
