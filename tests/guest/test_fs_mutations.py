@@ -16,25 +16,41 @@ from diskkit.runner import run, which
 RUNS = 150
 
 _CHILD = r"""
-import json, os, random, resource, sys, time
+import bisect, json, os, random, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
 from diskkit.errors import DiskkitError
 from diskkit.guest.fs import open_filesystem
-from diskkit.readers.base import BytesReader
+from diskkit.readers.base import Reader
+from diskkit.readers.raw import FileReader
+
+class Patched(Reader):
+    # The image with a few bytes changed, without copying it.
+    def __init__(self, base, patches):
+        self.base, self.size, self.name = base, base.size, "mutated"
+        self.patches = patches
+        self.keys = sorted(patches)
+    def _read(self, offset, length):
+        data = self.base.read(offset, length)
+        i = bisect.bisect_left(self.keys, offset)
+        if i == len(self.keys) or self.keys[i] >= offset + length:
+            return data
+        buf = bytearray(data)
+        while i < len(self.keys) and self.keys[i] < offset + length:
+            buf[self.keys[i] - offset] = self.patches[self.keys[i]]
+            i += 1
+        return bytes(buf)
+
 img, fstype, runs, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-data = open(img, "rb").read()
+base = FileReader(img)
 rnd = random.Random(seed)
-hot = [i for i in range(0, min(len(data), 4 << 20), 512) if data[i:i + 512].strip(b"\0")]
+hot = [i for i in range(0, min(base.size, 8 << 20), 512) if base.read(i, 512).strip(b"\0")]
 stats = {"ok": 0, "refused": 0, "bad": []}
 start = time.monotonic()
 for n in range(runs):
-    buf = bytearray(data)
-    for _ in range(rnd.randint(1, 24)):
-        at = rnd.choice(hot) + rnd.randrange(512)
-        if at < len(buf):
-            buf[at] = rnd.randrange(256)
+    patches = {rnd.choice(hot) + rnd.randrange(512): rnd.randrange(256)
+               for _ in range(rnd.randint(1, 24))}
     try:
-        with open_filesystem(BytesReader(bytes(buf)), fstype) as fs:
+        with open_filesystem(Patched(base, patches), fstype) as fs:
             for dirpath, entries in fs.walk("/", max_entries=5000):
                 for e in entries:
                     p = dirpath.rstrip("/") + "/" + e.name
@@ -104,13 +120,11 @@ def test_mutated_images_give_only_diskkit_errors(kind, tmp_path) -> None:
     if not which(tool):
         pytest.skip(f"{tool} needed")
     img = build(kind, tmp_path)
-    if img.stat().st_size > 64 << 20:  # xfs: keep the in-memory copy small
-        with open(img, "r+b") as f:
-            f.truncate(64 << 20)
     out = subprocess.run([sys.executable, "-c", _CHILD, str(img), kind, str(RUNS), "1"],
                          capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, f"child died ({out.returncode}): {out.stderr[-3000:]}"
     stats = json.loads(out.stdout.strip().splitlines()[-1])
     assert stats["bad"] == [], stats["bad"][:10]
     assert stats["ok"] + stats["refused"] == RUNS
+    assert stats["ok"] > 0, stats  # the mutations must not all be refused at the door
     assert stats["peak_mb"] < 1024, stats
