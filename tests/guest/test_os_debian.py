@@ -241,3 +241,25 @@ def test_variant_facts(name: str, debian_images: Any) -> None:
         assert k.initramfs.facts.lvm == v.lvm_hook
     if v.layout == "gpt-uefi":
         assert r.mountpoints.get("/boot/efi") == "partition 1"
+
+
+def test_info_json_os_section(compared: tuple[Any, ET.Element, GuestInfo]) -> None:
+    """`diskkit info --json` (the command) reports the same OS facts as virt-inspector."""
+    import json
+    import sys
+
+    image, xml, _info = compared
+    out = run([sys.executable, "-m", "diskkit", "info", "--json", str(image.path)],
+              timeout=300).stdout
+    (r,) = json.loads(out)["os"]["roots"]
+    o = xml.findall("operatingsystem")[0]
+    for key in ("distro", "product_name", "major_version", "minor_version", "hostname", "arch",
+                "osinfo"):
+        assert str(r[key]) == o.findtext(key), key
+    assert r["packages"]["format"] == o.findtext("package_format")
+    assert r["packages"]["manager"] == o.findtext("package_management")
+    assert r["packages"]["count"] == len(_apps(o))
+    want = {m.text: _dev_to_location(m.get("dev", "")) for m in o.iter("mountpoint")}
+    assert {mp: loc for mp, loc in r["mountpoints"].items() if mp in want} == want
+    assert r["evidence"]["hostname"] == {"path": "/etc/hostname", "line": 1,
+                                         "text": o.findtext("hostname")}
