@@ -59,7 +59,7 @@ def _as_nobody(*argv: str) -> subprocess.CompletedProcess[bytes]:
 
 def _diskkit(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "diskkit", *args], capture_output=True,
-                          text=True, timeout=120, check=False)
+                          text=True, timeout=400, check=False)
 
 
 def test_image_really_is_hostile_when_mounted_plainly(hostile, tmp_path) -> None:
@@ -132,3 +132,29 @@ def test_mount_options_cover_every_filesystem() -> None:
             parts = opts.split(",")
             assert parts[0] == "ro"
             assert {"nosuid", "nodev", "noexec"} <= set(parts)
+
+
+@pytest.mark.slow
+def test_guestmount_is_nosuid_nodev_noexec(hostile, tmp_path, monkeypatch) -> None:
+    """The FUSE mount of the guestfs backend (guestmount) carries the same options."""
+    img, _ = hostile
+    monkeypatch.setenv("DISKKIT_RUN_DIR", str(tmp_path / "run"))
+    mnt = tempfile.mkdtemp(prefix="dk-sec-gm-")
+    os.chmod(mnt, 0o755)
+    try:
+        res = _diskkit("mount", str(img), mnt, "--backend", "guestfs")
+        if res.returncode == 3:
+            pytest.skip(f"no libguestfs appliance here: {res.stderr.strip()}")
+        assert res.returncode == 0, res.stderr
+        try:
+            with open("/proc/self/mountinfo") as f:
+                row = next(line.split() for line in f if line.split()[4] == mnt)
+            opts = set(row[5].split(","))
+            assert {"nosuid", "nodev", "noexec"} <= opts, row
+            out = _as_nobody(os.path.join(mnt, "suid-id"), "-u")
+            assert out.returncode != 0 and out.stdout.strip() != b"0"
+        finally:
+            res = _diskkit("umount", mnt)
+            assert res.returncode == 0, res.stderr
+    finally:
+        os.rmdir(mnt)
