@@ -35,6 +35,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from diskkit.runner import run
 
@@ -233,6 +234,7 @@ def build_tree(cache: pathlib.Path | None = None) -> pathlib.Path:
             run(["tar", "--numeric-owner", "--xattrs", "-C", str(work), "-cf", str(part), "."],
                 timeout=900)
             part.rename(tar)
+            _drop_stale(cache, "debian12-tree-", tree_key())
         finally:
             if work.exists():
                 run(["rm", "-rf", "--one-file-system", str(work)], timeout=600)
@@ -543,6 +545,7 @@ def build_image(name: str, cache: pathlib.Path | None = None) -> pathlib.Path:
                                             ROOT_UUID):
                             _customise(mnt, v)
                             _grub_cfg(mnt, v)
+                            facts = _tree_facts(mnt)
                             if lay.esp:
                                 _efi_core(mnt, raw, lay.esp)
                         shutil.rmtree(inner)
@@ -555,12 +558,78 @@ def build_image(name: str, cache: pathlib.Path | None = None) -> pathlib.Path:
                     run(["tune2fs", "-U", CHANGED_UUID, part], timeout=60)
             if v.post == "xfs-exchrange":
                 _xfs_set_incompat(raw, root_region[0], XFS_INCOMPAT_EXCHRANGE)
+            facts["blkid"] = _blkid(raw, {"root": root_region, "esp": lay.esp,
+                                          "swap": lay.swap})
+            facts["root_offset"] = root_region[0]
             part_out = tmp / "out.qcow2"
             run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw),
                  str(part_out)], timeout=900)
             shutil.move(str(part_out), out)
-        (cache / f"debian12-{name}-{image_key()}.json").write_text(
-            json.dumps(asdict(v), indent=1))
+            out.with_suffix(".json").write_text(json.dumps(
+                {"variant": asdict(v), "facts": facts}, indent=1, sort_keys=True))
+        _drop_stale(cache, f"debian12-{name}-", image_key())
+    return out
+
+
+def _drop_stale(cache: pathlib.Path, prefix: str, key: str) -> None:
+    """Remove what older versions of this recipe left for the same variant (the cache would
+    otherwise grow by 700 MB per variant at each change)."""
+    for f in cache.glob(f"{prefix}*"):
+        rest = f.name[len(prefix):]
+        if re.fullmatch(r"[0-9a-f]{12}(\.[a-z0-9.]+)", rest) and not rest.startswith(key):
+            f.unlink(missing_ok=True)
+
+
+def facts_of(image: pathlib.Path) -> dict[str, Any]:
+    """The ground truth recorded when ``image`` was built (see :func:`_tree_facts`)."""
+    return dict(json.loads(image.with_suffix(".json").read_text())["facts"])
+
+
+def _tree_facts(root: pathlib.Path) -> dict[str, Any]:
+    """What the installed system holds, read by Debian's own tools in the chroot (not by
+    diskkit): kernels, each initramfs's file list (lsinitramfs) and compression, the kernel
+    command lines of grub.cfg, fstab, os-release, hostname, the dpkg package count."""
+    kernels = sorted(p.name[len("vmlinuz-"):] for p in (root / "boot").glob("vmlinuz-*"))
+    initramfs: dict[str, Any] = {}
+    for initrd in sorted((root / "boot").glob("initrd.img-*")):
+        listing = _chroot(root, f"lsinitramfs /boot/{initrd.name}", timeout=300)
+        modules = sorted({re.sub(r"\.ko(\.[a-z]+)?$", "", line.rsplit("/", 1)[-1])
+                          for line in listing.splitlines() if re.search(r"\.ko(\.\w+)?$", line)})
+        programs = sorted({line.rsplit("/", 1)[-1] for line in listing.splitlines()
+                           if re.search(r"(^|/)s?bin/[^/]+$", line)})
+        initramfs[initrd.name] = {"magic": initrd.read_bytes()[:6].hex(), "modules": modules,
+                                  "programs": programs, "files": len(listing.splitlines())}
+    cfg = (root / "boot/grub/grub.cfg").read_text()
+    return {
+        "kernels": kernels,
+        "initramfs": initramfs,
+        "grub_linux_lines": [ln.strip() for ln in cfg.splitlines()
+                             if ln.strip().startswith("linux")],
+        "fstab": (root / "etc/fstab").read_text(),
+        "os_release": (root / "etc/os-release").read_text()
+        if (root / "etc/os-release").is_file() and not (root / "etc/os-release").is_symlink()
+        else (root / "usr/lib/os-release").read_text(),
+        "hostname": (root / "etc/hostname").read_text().strip(),
+        "packages": sum(1 for ln in _chroot(root, "dpkg-query -W -f='${db:Status-Abbrev}\\n'")
+                        .splitlines() if ln.startswith("ii")),
+        "cloud_init": (root / "usr/bin/cloud-init").exists(),
+        "modules_builtin": sorted(
+            re.sub(r"\.ko$", "", ln.rsplit("/", 1)[-1])
+            for k in kernels
+            for ln in (root / f"lib/modules/{k}/modules.builtin").read_text().splitlines()),
+    }
+
+
+def _blkid(raw: pathlib.Path, regions: dict[str, tuple[int, int] | None],
+           ) -> dict[str, dict[str, str]]:
+    """util-linux blkid's low-level probe (-p) of each region of the finished disk."""
+    out: dict[str, dict[str, str]] = {}
+    for name, region in regions.items():
+        if region is None:
+            continue
+        res = run(["blkid", "-p", "-O", str(region[0]), "-S", str(region[1]), "-o", "export",
+                   str(raw)], timeout=60, check=False)
+        out[name] = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
     return out
 
 

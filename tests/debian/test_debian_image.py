@@ -72,3 +72,36 @@ def test_root_filesystem_identity(debian_images: Any, tmp_path: pathlib.Path) ->
                   timeout=60).stdout
         assert f"UUID={uuid}" in out and f"TYPE={fstype}" in out, (name, out)
         raw.unlink()
+
+
+def test_recorded_facts_match_the_variants(debian_images: Any) -> None:
+    """The build-time ground truth (lsinitramfs, grub.cfg, blkid) shows each variant's
+    difference, so the tests of other layers can lean on it."""
+    base = debian_images.get("base").facts
+    (initrd,) = base["initramfs"].values()
+    assert initrd["magic"].startswith("1f8b")  # gzip: no zstd in the image
+    assert {"virtio_blk", "virtio_scsi", "xfs"} <= set(initrd["modules"])
+    assert "ext4" in base["modules_builtin"]  # the cloud kernel has ext4 built in
+    assert all(f"root=UUID={recipe.ROOT_UUID}" in ln and "console=ttyS0" in ln
+               for ln in base["grub_linux_lines"])
+    assert base["blkid"]["root"]["UUID"] == recipe.ROOT_UUID
+    assert base["hostname"] == recipe.HOSTNAME and base["cloud_init"] is True
+
+    (no_virtio,) = debian_images.get("no-virtio").facts["initramfs"].values()
+    assert "virtio_blk" not in no_virtio["modules"] and "virtio_scsi" not in no_virtio["modules"]
+    (no_hook,) = debian_images.get("lvm-no-hook").facts["initramfs"].values()
+    (hook,) = debian_images.get("lvm").facts["initramfs"].values()
+    assert "lvm" in hook["programs"] and "lvm" not in no_hook["programs"]
+    assert all("root=/dev/mapper/debian--vg-root" in ln
+               for ln in debian_images.get("lvm").facts["grub_linux_lines"])
+    assert not any("console=" in ln
+                   for ln in debian_images.get("no-console").facts["grub_linux_lines"])
+    assert debian_images.get("no-cloud-init").facts["cloud_init"] is False
+    changed = debian_images.get("uuid-changed").facts
+    assert changed["blkid"]["root"]["UUID"] == recipe.CHANGED_UUID
+    assert f"UUID={recipe.ROOT_UUID}" in changed["fstab"]
+    uefi = debian_images.get("uefi").facts["blkid"]
+    assert uefi["esp"]["TYPE"] == "vfat" and uefi["esp"]["UUID"] == "D15C-0E5F"
+    assert debian_images.get("root-not-last").facts["blkid"]["swap"]["UUID"] == \
+        recipe.SWAP_UUID
+    assert debian_images.get("xfs-grub-unreadable").facts["blkid"]["root"]["TYPE"] == "xfs"
