@@ -92,3 +92,11 @@ def test_truncated_archive(tmp_path: pathlib.Path) -> None:
     listing = list_initramfs(data[: len(data) - 200])
     assert listing.problem or listing.truncated
     assert len(listing.entries) >= 5  # the microcode archive and what came before the cut
+
+
+def test_crypt_and_mdadm_tools(tmp_path: pathlib.Path) -> None:
+    img = make_initramfs(tmp_path / "i", "6.1", ["md/dm-crypt.ko"], compression="xz",
+                         extra_files={"usr/sbin/cryptsetup": b"", "sbin/mdadm": b""})
+    facts = summarize(list_initramfs(img.read_bytes()))
+    assert facts.crypt and facts.mdadm and not facts.lvm
+    assert facts.drivers["dm_crypt"] and not facts.drivers["dm_mod"]

@@ -66,6 +66,11 @@ def test_debian_tree_facts(tmp_path: pathlib.Path) -> None:
           'NAME="eth0"\n')
     write(root, "etc/netplan/50-cloud-init.yaml", "network:\n  ethernets:\n    eth0:\n"
           "      match:\n        macaddress: 'fa:16:3e:aa:bb:cc'\n")
+    write(root, "etc/sysconfig/network-scripts/ifcfg-eth0",
+          'DEVICE=eth0\nHWADDR="00:16:3E:01:02:03"\n')
+    write(root, "etc/NetworkManager/system-connections/w.nmconnection",
+          "[ethernet]\nmac-address=52:54:00:AA:00:01\n")
+    write(root, "etc/systemd/network/10-e.network", "[Match]\nMACAddress=52:54:00:bb:00:02\n")
     info = inspect_tree(str(root))
     assert len(info.roots) == 1
     r = info.roots[0]
@@ -103,7 +108,9 @@ def test_debian_tree_facts(tmp_path: pathlib.Path) -> None:
     assert r.cloud.sshd.installed and r.cloud.sshd.unit and r.cloud.sshd.unit.enabled
     assert not r.cloud.qemu_guest_agent.installed
     macs = {m.mac: m.source for m in r.cloud.macs}
-    assert set(macs) == {"52:54:00:12:34:56", "fa:16:3e:aa:bb:cc"}
+    assert set(macs) == {"52:54:00:12:34:56", "fa:16:3e:aa:bb:cc", "00:16:3e:01:02:03",
+                         "52:54:00:aa:00:01", "52:54:00:bb:00:02"}
+    assert macs["00:16:3e:01:02:03"].path == "/etc/sysconfig/network-scripts/ifcfg-eth0"
     assert macs["52:54:00:12:34:56"].line == 2
     d = info.to_dict()
     assert d["roots"][0]["distro"] == osr["ID"]
