@@ -130,6 +130,12 @@ COMMANDS: dict[str, tuple[str, str, list[Arg]]] = {
                       help="Give up after this many seconds (default 60)."),
                    _a("--screenshot", metavar="PNG",
                       help="Save the screen as a PNG at the end."),
+                   _a("--until", default="loader",
+                      help="loader (stop at the boot loader or kernel) or login (boot to the "
+                      "login prompt or where it stops; give --timeout 600 under TCG)."),
+                   _a("--expect", metavar="OUTCOME",
+                      help="The outcome the guest should reach (default with --until login: "
+                      "login); exit 0 only when it does."),
                    JSON]),
     "convert": ("diskkit.cli.convert:convert",
                 "Convert a disk image safely: detect and check the source, measure the room, "

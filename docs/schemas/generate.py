@@ -120,7 +120,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {"outcome": STR, "booted": NULL_BOOL, "loader": NULL_STR,
          "firmware": {"enum": ["bios", "uefi"]}, "as": {"enum": ["disk", "cdrom"]}, "bus": STR,
          "open_format": FORMAT, "accel": STR, "seconds": NUM, "firmware_messages": arr(STR),
-         "screen": STR, "screenshot": NULL_STR})),
+         "screen": STR, "screenshot": NULL_STR},
+        {"console": STR, "until": {"enum": ["loader", "login"]}, "stage": NULL_STR,
+         "evidence": arr(STR), "expected": NULL_STR, "as_expected": NULL_BOOL})),
     "convert": schema("convert", "One conversion (converted or refused), or a manifest's "
                       "items (index from 1) and summary.",
                       {"oneOf": [CONVERTED, REFUSED, obj(

@@ -135,3 +135,25 @@ def test_restoring_the_uuid_makes_it_boot(debian_images: Any, debian_boots: Any,
     fixed = DebianImage("uuid-restored", raw, recipe.VARIANTS["base"])
     o = debian_boots.result(fixed)
     assert (o.outcome, o.format) == ("login", "raw"), (o.outcome, o.evidence)
+
+
+def test_cli_until_login_exit_codes(debian_images: Any) -> None:
+    """`diskkit boot-test --until login`: exit 1 when the guest stops before login, 0 when
+    it ends as --expect says; the JSON carries the stage and the evidence."""
+    import json
+    import subprocess
+    import sys
+
+    img = str(debian_images.get("xfs-grub-unreadable").path)
+    cmd = [sys.executable, "-m", "diskkit", "boot-test", img, "--until", "login",
+           "--timeout", "300"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=400, check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "grub-error" in r.stdout and "evidence: error: unknown filesystem." in r.stdout
+    r = subprocess.run([*cmd, "--expect", "grub-error", "--json"], capture_output=True,
+                       text=True, timeout=400, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(r.stdout)
+    assert (data["outcome"], data["stage"], data["as_expected"]) == ("grub-error",
+                                                                    "boot-loader", True)
+    assert "error: unknown filesystem." in data["evidence"]
