@@ -95,7 +95,8 @@ def cleanup(everything: bool = False) -> list[dict[str, Any]]:
     for srv in reap_servers():
         undone = ([f"killed {srv['program']} (pid {srv['pid']})"] if srv["killed"] else []) + \
             [f"removed {d}" for d in srv["removed"]]
-        cleaned.append({"run": f"server {srv['pid']}", "mountpoint": None, "undone": undone})
+        what = f"server {srv['pid']}" if srv["pid"] else "orphan directory"
+        cleaned.append({"run": what, "mountpoint": None, "undone": undone})
     return cleaned
 
 

@@ -192,3 +192,31 @@ def test_run_command_dies_with_a_killed_diskkit(tmp_path: pathlib.Path) -> None:
     assert res.returncode == 0, res.stderr
     with open("/proc/self/mountinfo") as f:
         assert str(tmp_path) not in f.read()
+
+
+def test_cleanup_removes_old_unrecorded_server_dirs_only(tmp_path: pathlib.Path) -> None:
+    """A diskkit killed between making a server's directory and starting the server leaves
+    it unrecorded: cleanup removes such a directory once it is old and nothing uses it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    old = tmp / "diskkit-nbd-old"
+    young = tmp / "diskkit-nbd-young"
+    busy = tmp / "diskkit-nbd-busy"
+    other = tmp / "not-diskkit-old"
+    for d in (old, young, busy, other):
+        d.mkdir()
+        (d / "qemu-nbd.log").write_text("")
+    aged = time.time() - 3600
+    for d in (old, busy, other):
+        os.utime(d, (aged, aged))
+    user = subprocess.Popen(["sh", "-c", "sleep 60", str(busy)])  # the path in its argv
+    try:
+        env = {**os.environ, "DISKKIT_RUN_DIR": str(tmp_path / "run"), "TMPDIR": str(tmp)}
+        res = subprocess.run([sys.executable, "-m", "diskkit", "cleanup"], env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode == 0, res.stderr
+    finally:
+        user.kill()
+        user.wait()
+    assert not old.exists()
+    assert young.exists() and busy.exists() and other.exists()
