@@ -17,8 +17,23 @@ import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import zstandard
+
+_inflateobj: Callable[[int], Any]
+_INFLATE_ERRORS: tuple[type[Exception], ...]
+try:  # ISA-L's inflate: zlib's API, 2-3x faster on initramfs-sized streams
+    from isal import isal_zlib
+
+    _inflateobj = isal_zlib.decompressobj
+    _INFLATE_ERRORS = (zlib.error, cast("type[Exception]", isal_zlib.error))
+except ImportError:  # pragma: no cover - isal is a dependency; zlib does the same, slower
+    _inflateobj = zlib.decompressobj
+    _INFLATE_ERRORS = (zlib.error,)
+#: What a damaged compressed segment raises (it becomes the listing's ``problem``).
+_SEGMENT_ERRORS: tuple[type[Exception], ...] = (
+    ValueError, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, *_INFLATE_ERRORS)
 
 MAX_INPUT = 512 << 20
 MAX_OUTPUT = 4 << 30
@@ -185,7 +200,7 @@ def _decompressor(kind: str) -> Callable[[bytes], tuple[bytes, bool, bytes]]:
     """A function chunk -> (output, finished, unused input) for one compressed stream.
     Output per call is bounded by the chunk sizes the caller feeds."""
     if kind == "gzip":
-        z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        z = _inflateobj(16 + zlib.MAX_WBITS)
         def step(b: bytes) -> tuple[bytes, bool, bytes]:
             out = z.decompress(b, _CHUNK * 8)
             while z.unconsumed_tail and len(out) < _CHUNK * 64:
@@ -341,8 +356,7 @@ class _Walk:
                 end = self.zstd(pos, cp)
             else:
                 end = self.stream(kind, pos, cp)
-        except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError,
-                zstandard.ZstdError) as exc:
+        except _SEGMENT_ERRORS as exc:
             self.problem = f"{kind} segment at {pos}: {exc}"
         self.problem = self.problem or cp.error
         self.segments.append(Segment(pos, kind, cp.count))
