@@ -7,7 +7,6 @@ nothing is written to the host; a write-ahead log rpm has not checkpointed is no
 
 from __future__ import annotations
 
-import sqlite3
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +90,8 @@ def rpm_header(blob: bytes) -> dict[int, str | int]:
 def _rpm_sqlite(data: bytes) -> dict[str, str] | None:
     """rpm's rpmdb.sqlite (opened in memory): name -> [epoch:]version-release of every
     header in the Packages table, gpg-pubkey entries left out."""
+    import sqlite3  # only rpm databases need it
+
     if data[:16] == b"SQLite format 3\0" and len(data) >= 100 and data[18:20] == b"\2\2":
         # a WAL-mode file (rpm's default): mark the in-memory copy as rollback-journal mode,
         # which is what lets sqlite open it from memory (the WAL itself is not read)
