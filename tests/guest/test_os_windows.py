@@ -132,6 +132,12 @@ def test_windows_facts(windows_disk: pathlib.Path) -> None:
         assert ("x86-64" in file_out) == (r.arch == "x86_64")
         assert r.arch == pe_arch(PE.read_bytes()[:4096])
     assert r.evidence["product_name"].text.endswith("CurrentVersion\\ProductName")
+    from diskkit.guest.report import summary_lines
+
+    lines = summary_lines(info)
+    assert lines[0] == "partition 1 (ntfs): windows windows 10.0 (Windows Server 2022 Datacenter)"
+    assert "  services: viostor=boot, vioscsi=manual, netkvm=manual" in lines
+    assert "  cloudbase-init: yes" in lines
 
 
 @needs
