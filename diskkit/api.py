@@ -84,11 +84,12 @@ def check(target: str, disk_format: str | None = None) -> CheckReport:
                            not any(f.blocking for f in findings),
                            {"target": target, **up.to_dict()})
     glance = upl.glance_for(target, disk_format, report.detection)
-    if glance is not None and not glance.accepts and report.safe:
+    if glance is not None and glance.refused and report.safe:
         report.findings.append(upl.glance_finding(glance))
     data = report.to_dict()
     data["declared_format"] = disk_format
     data["glance_accepts"] = glance.accepts if glance else None
+    data["nova_accepts"] = glance.nova_accepts if glance else None
     data["glance"] = glance.to_dict() if glance else None
     return CheckReport(target, disk_format, report.findings, report.safe, data)
 
@@ -104,17 +105,19 @@ def validate(target: str, *, disk_format: str | None = None,
 
 
 def diagnose(target: str, fmt: str | None = None, *, firmware: str = "auto",
-             media: str = "disk", verify: bool = False, timeout: float = 60.0
-             ) -> Diagnosis | Verification:
-    """``diskkit diagnose``: will it boot under ``firmware`` attached as ``media``, why
-    (not), and the fix. ``verify=True`` also boots it (a :class:`Verification`)."""
+             media: str = "disk", bus: str = "virtio", verify: bool = False,
+             timeout: float | None = None) -> Diagnosis | Verification:
+    """``diskkit diagnose``: will it boot under ``firmware`` attached as ``media`` on ``bus``,
+    how far (``reaches``), why (not), and the fix. ``verify=True`` also boots it (a
+    :class:`Verification`; to the login prompt when an OS was followed)."""
     if verify:
         from diskkit.verify import verify as run_verify
 
-        return run_verify(target, fmt, firmware=firmware, media=media, timeout=timeout)
+        return run_verify(target, fmt, firmware=firmware, media=media, bus=bus,
+                          timeout=timeout)
     from diskkit.diagnose import diagnose as run_diagnose
 
-    return run_diagnose(target, fmt, firmware=firmware, media=media)
+    return run_diagnose(target, fmt, firmware=firmware, media=media, bus=bus)
 
 
 def boot_test(target: str, fmt: str | None = None, *, firmware: str = "bios",

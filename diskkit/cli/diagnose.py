@@ -42,28 +42,36 @@ def print_diagnosis(d: Diagnosis) -> None:
     """The human form: verdict line, reason, findings cause first."""
     from diskkit.cli.output import console
 
-    console.print(f"{d.target}: {_VERDICT[d.will_boot]} ({d.firmware}, as {d.media}, "
-                  f"opened as {d.format}; the bytes are {d.detected_format})", soft_wrap=True)
-    console.print(f"  {d.reason}", markup=False, soft_wrap=True)
+    console.print(f"{d.target}: {_VERDICT[d.will_boot]} ({d.firmware}, as {d.media} on "
+                  f"{d.bus}, opened as {d.format}; the bytes are {d.detected_format})",
+                  soft_wrap=True)
+    console.print(f"  reaches {d.reaches}" + (f" ({d.outcome})" if d.outcome else "")
+                  + f": {d.reason}", markup=False, soft_wrap=True)
+    for s in d.stages:
+        if s.verdict == "not-checked":
+            continue
+        console.print(f"    {s.name}: {s.verdict}: {s.reason}", markup=False, soft_wrap=True)
+        for line in s.evidence:
+            console.print(f"      {line}", markup=False, soft_wrap=True)
     for i, f in enumerate(d.findings):
         print_finding(f, i == 0 and d.will_boot is False)
 
 
 def diagnose_cmd(target: str, fmt: str | None = None, firmware: str = "auto",
-                 media: str = "disk", do_verify: bool = False, timeout: float = 60.0,
-                 json_out: bool = False) -> int:
+                 media: str = "disk", do_verify: bool = False, timeout: float | None = None,
+                 json_out: bool = False, bus: str = "virtio") -> int:
     """Say whether the target will boot, why not, and the fix."""
     from diskkit.diagnose import diagnose
     from diskkit.verify import verify
 
     if not do_verify:
-        d = diagnose(target, fmt, firmware=firmware, media=media)
+        d = diagnose(target, fmt, firmware=firmware, media=media, bus=bus)
         if json_out:
             emit_json(d.to_dict())
         else:
             print_diagnosis(d)
         return _exit(d.will_boot)
-    v = verify(target, fmt, firmware=firmware, media=media, timeout=timeout)
+    v = verify(target, fmt, firmware=firmware, media=media, bus=bus, timeout=timeout)
     if json_out:
         emit_json(v.to_dict())
     else:
@@ -72,8 +80,11 @@ def diagnose_cmd(target: str, fmt: str | None = None, firmware: str = "auto",
         print_diagnosis(v.diagnosis)
         b = v.boot
         console.print(f"  firmware boot ({b.firmware}, {b.accel}, {b.seconds:.1f} s): "
-                      f"{b.outcome}" + (f" ({b.loader})" if b.loader else ""),
+                      f"{b.outcome}" + (f" ({b.loader})" if b.loader else "")
+                      + (f", stage {b.stage}" if b.stage else ""),
                       markup=False, soft_wrap=True)
+        for line in b.evidence[-4:]:
+            console.print(f"    boot: {line}", markup=False, soft_wrap=True)
         for m in b.messages[-4:]:
             console.print(f"    firmware: {m}", markup=False, soft_wrap=True)
         state = {True: "[green]AGREE[/green]", False: "[red]DISAGREE[/red]: the prediction "
