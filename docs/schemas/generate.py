@@ -44,6 +44,20 @@ FINDING = {
     },
 }
 FINDINGS = {"type": "array", "items": {"$ref": "#/$defs/finding"}}
+#: boot-test's stages (diagnose ``reaches``, boot-test ``stage``).
+REACHES = ["firmware", "boot-loader", "kernel", "initramfs", "userspace", "login"]
+#: One link of diagnose's boot chain.
+STAGE = {
+    "type": "object", "required": ["stage", "verdict", "reason", "evidence", "outcome",
+                                   "findings"],
+    "properties": {
+        "stage": {"enum": ["firmware", "boot-code", "boot-loader", "kernel", "initramfs",
+                           "root-filesystem", "init", "login"]},
+        "verdict": {"enum": ["ok", "fails", "cannot-tell", "not-checked"]},
+        "reason": STR, "evidence": {"type": "array", "items": STR}, "outcome": NULL_STR,
+        "findings": {"type": "array", "items": STR},
+    },
+}
 #: Keys retired by the one vocabulary (docs/json.md): never at the top of a command's output.
 RETIRED = {"not": {"anyOf": [{"required": ["detected_format"]}, {"required": ["allocated"]}]}}
 
@@ -114,8 +128,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             "firmware": {"enum": ["bios", "uefi"]},
                             "as": {"enum": ["disk", "cdrom"]}, "will_boot": NULL_BOOL,
                             "reason": STR, "cause": NULL_STR, "findings": FINDINGS,
-                            "facts": {"type": "object"}, "seconds": NUM},
-                           {"verify": obj({"agree": NULL_BOOL, "outcome": STR})})),
+                            "facts": {"type": "object"}, "seconds": NUM,
+                            "bus": {"enum": ["virtio", "scsi", "sata", "ide"]},
+                            "reaches": {"enum": [None, *REACHES]}, "outcome": NULL_STR,
+                            "os_followed": BOOL, "stages": arr(STAGE)},
+                           {"verify": obj({"agree": NULL_BOOL, "outcome": STR},
+                                          {"compared": {"type": "object"}})})),
     "boot-test": schema("boot-test", "A boot under real firmware.", obj(
         {"outcome": STR, "booted": NULL_BOOL, "loader": NULL_STR,
          "firmware": {"enum": ["bios", "uefi"]}, "as": {"enum": ["disk", "cdrom"]}, "bus": STR,
