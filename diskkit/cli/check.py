@@ -18,12 +18,13 @@ def check(target: str, disk_format: str | None = None, json_out: bool = False) -
     except ImageError:  # a damaged header is a finding (validate), never exit 2
         return _damaged(target, disk_format, json_out)
     glance = upl.glance_for(target, disk_format, report.detection)  # what Glance does
-    if glance is not None and not glance.accepts and report.safe:
+    if glance is not None and glance.refused and report.safe:
         report.findings.append(upl.glance_finding(glance))  # Glance blocks what we passed
     if json_out:
         data = report.to_dict()
         data["declared_format"] = disk_format
         data["glance_accepts"] = glance.accepts if glance else None
+        data["nova_accepts"] = glance.nova_accepts if glance else None
         data["glance"] = glance.to_dict() if glance else None
         emit_json(data)
     else:

@@ -42,6 +42,10 @@ def _print(v: Any) -> None:
             f"{g.oslo_version} sees {g.oslo_format})", markup=False)
         if g.reason:
             say(f"                 {g.reason}", markup=False)
+        nova = "boots" if g.nova_accepts else "REFUSES to boot"
+        say(f"  Nova:          {nova} it as disk_format {g.disk_format}", markup=False)
+        if g.nova_reason and g.nova_reason != g.reason:
+            say(f"                 {g.nova_reason}", markup=False)
     for diff in up.differences:
         say(f"  differs:       diskkit {diff['diskkit']}, oslo {diff['oslo']}: {diff['why']}",
             markup=False)

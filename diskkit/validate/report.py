@@ -68,6 +68,7 @@ class Validation:
             "target": self.target, "cloud": self.cloud, "verdict": self.verdict,
             "exit_code": self.exit_code,
             "glance_accepts": self.upload.glance.accepts if self.upload.glance else None,
+            "nova_accepts": self.upload.glance.nova_accepts if self.upload.glance else None,
             "upload": self.upload.to_dict(),
             "readiness": [f.to_dict() for f in self.readiness],
             "properties": props.values if props else {},

@@ -61,6 +61,7 @@ class Upload:
             "declared_format": self.declared, "disk_format": self.disk_format,
             "safe": self.safe,
             "glance_accepts": self.glance.accepts if self.glance else None,
+            "nova_accepts": self.glance.nova_accepts if self.glance else None,
             "glance": self.glance.to_dict() if self.glance else None,
             "differences": self.differences, "convert": self.convert,
             "qemu_info": self.qemu_info,
@@ -126,37 +127,41 @@ def compare(up: Upload) -> list[dict[str, Any]]:
         out.append({"what": "format", "diskkit": det.format, "oslo": g.oslo_format,
                     "why": why})
     blockers = sorted({f.code for f in up.findings if f.blocking})
-    if g.accepts and blockers:
+    if not g.refused and blockers:
         out.append({"what": "verdict", "diskkit": "blocked", "oslo": "accepted",
                     "why": "diskkit is stricter: " + ", ".join(blockers) + " (see findings)"})
-    elif not g.accepts and not blockers:
+    elif g.refused and not blockers:
         out.append({"what": "verdict", "diskkit": "safe", "oslo": "refused",
-                    "why": _HYBRID_ISO if _hybrid_iso(g) else
-                    "Glance refuses what diskkit passed: " + g.reason})
+                    "why": "OpenStack refuses what diskkit passed: " + _reasons(g)})
     return out
 
 
-_HYBRID_ISO = ("a hybrid ISO: its MBR matches oslo.utils' gpt inspector and its volume "
-               "descriptor the iso one; oslo refuses any file two inspectors match, so Glance "
-               "and Nova refuse it (diskkit reads it as the ISO it is)")
-
-
-def _hybrid_iso(g: GlanceVerdict) -> bool:
-    return "Multiple formats" in g.reason and "iso" in g.reason and "gpt" in g.reason
+def _reasons(g: GlanceVerdict) -> str:
+    """Glance's and Nova's reasons, once each."""
+    parts = []
+    if not g.accepts:
+        parts.append(f"Glance (upload): {g.reason}")
+    if not g.nova_accepts and g.nova_reason != g.reason:
+        parts.append(f"Nova (boot): {g.nova_reason}")
+    elif not g.nova_accepts:
+        parts[-1] = f"Glance and Nova: {g.reason}"
+    return "; ".join(parts)
 
 
 def glance_finding(g: GlanceVerdict) -> Finding:
-    """The ERROR finding that carries Glance's refusal, so every verdict blocks what Glance
-    blocks."""
-    return Finding("glance-refuses", Severity.ERROR,
-                   f"Glance/Nova refuse this upload as disk_format {g.disk_format}: {g.reason}",
+    """The ERROR finding that carries OpenStack's refusal (Glance at upload, or Nova when it
+    boots the image), so every verdict blocks what OpenStack blocks."""
+    code = "glance-refuses" if not g.accepts else "nova-refuses"
+    return Finding(code, Severity.ERROR,
+                   f"OpenStack refuses this image as disk_format {g.disk_format}: "
+                   f"{_reasons(g)}",
                    (Evidence(f"oslo.utils {g.oslo_version} detects "
                              f"{g.oslo_format or 'nothing'}", None, None),),
-                   "rebuild the ISO without the hybrid MBR (xorriso -as mkisofs without "
-                   "-isohybrid-mbr / --grub2-mbr) to upload it as disk_format iso"
-                   if _hybrid_iso(g) else
+                   f"declare the disk_format oslo.utils detects ({g.oslo_format})"
+                   if g.oslo_format and g.oslo_format not in ("raw", g.disk_format) else
                    "fix what the other findings name; if none does, see the reason above",
-                   {"oslo_format": g.oslo_format, "safety_failures": g.failures})
+                   {"oslo_format": g.oslo_format, "safety_failures": g.failures,
+                    "glance_accepts": g.accepts, "nova_accepts": g.nova_accepts})
 
 
 def qemu_info(path: str, fmt: str) -> dict[str, Any]:
@@ -302,7 +307,7 @@ def check_upload(reader: Reader, path: str | None, declared: str | None = None, 
         # what Glance does with it declared raw.
         up.glance = verdict(path, declared or disk_format or "raw")
     up.differences = compare(up)
-    if up.glance is not None and not up.glance.accepts:
+    if up.glance is not None and up.glance.refused:
         _refused(up, path)
     return up
 

@@ -121,7 +121,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                          "file_size": NULL_INT, "safe": BOOL, "findings": FINDINGS,
                          "declared_format": NULL_STR},
                         {"formats_matched": arr(FORMAT), "actual_size": NULL_INT,
-                         "glance_accepts": NULL_BOOL})),
+                         "glance_accepts": NULL_BOOL, "nova_accepts": NULL_BOOL})),
     "diagnose": schema("diagnose", "Will it boot: format = the bytes, open_format = what the "
                        "hypervisor is told.", obj(
                            {"target": STR, "format": FORMAT, "open_format": FORMAT,

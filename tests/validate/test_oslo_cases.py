@@ -28,12 +28,47 @@ GD_AT_END = 0xFFFFFFFFFFFFFFFF
 AMI = ("ami", "ari", "aki")
 
 
+def _oslo_detect(path: pathlib.Path) -> fi.FileInspector:
+    """The inspector Nova's ``get_image_format`` and Glance's upload settle on: iso+gpt (a
+    bootable hybrid ISO) is the iso, any other double match raises."""
+    with open(path, "rb") as f:
+        w = fi.InspectWrapper(f)
+        try:
+            while f.peek():
+                w.read(4096)
+                if w.formats:
+                    break
+        finally:
+            w.close()
+    try:
+        return w.format
+    except fi.ImageFormatError:
+        if {str(x) for x in w.formats} == {"iso", "gpt"}:
+            return next(x for x in w.formats if str(x) == "iso")
+        raise
+
+
+def glance_upload_verdict(path: pathlib.Path, disk_format: str) -> bool:
+    """Glance's upload rules (glance/location.py, set_data), straight from oslo.utils."""
+    try:
+        insp = _oslo_detect(path)
+        got = str(insp)
+        if not (got == disk_format or (got == "raw" and disk_format not in fi.ALL_FORMATS)
+                or disk_format == "raw"):
+            return False
+        insp.safety_check()
+    except (fi.ImageFormatError, fi.SafetyCheckFailed):
+        return False
+    return True
+
+
 def oslo_verdict(path: pathlib.Path, disk_format: str) -> tuple[bool, str]:
-    """OpenStack's verdict, straight from oslo.utils: (accepted, why-refused)."""
+    """Nova's verdict (nova/virt/images.py do_image_deep_inspection), straight from
+    oslo.utils: (accepted, why-refused)."""
     if disk_format not in AMI and fi.get_inspector(disk_format) is None:
         return False, "no-inspector"
     try:
-        insp = fi.detect_file_format(str(path))
+        insp = _oslo_detect(path)
     except fi.ImageFormatError:
         return False, "detection"
     try:
@@ -336,14 +371,17 @@ def test_glance_verdict_matches_oslo(corpus: Corpus, name: str) -> None:
     with FileReader(str(path)) as r:
         up = check_upload(r, str(path), disk_format)
     assert up.glance is not None
-    assert up.glance.accepts is expected, (up.glance.reason, why)
-    assert up.safe is False or expected, "check must block what Glance blocks"
-    own = [f.code for f in up.findings if f.blocking and f.code != "glance-refuses"]
+    assert up.glance.nova_accepts is expected, (up.glance.nova_reason, why)
+    assert up.glance.accepts is glance_upload_verdict(path, disk_format), up.glance.reason
+    expected = expected and up.glance.accepts
+    assert up.safe is False or expected, "check must block what Glance or Nova blocks"
+    own = [f.code for f in up.findings
+           if f.blocking and f.code not in ("glance-refuses", "nova-refuses")]
     if not expected and why != "mismatch":
         # refused for what the file holds: diskkit's own checks see it too
         assert own, f"only oslo refuses {name}: {up.glance.reason}"
     if not expected:
-        assert up.glance.reason
+        assert up.glance.reason or up.glance.nova_reason
 
 
 def test_the_issue_cases_end_as_glance_does(corpus: Corpus) -> None:
@@ -387,9 +425,10 @@ def test_gzip_oslo_calls_raw(tmp_path: pathlib.Path) -> None:
     assert kinds["verdict"]["diskkit"] == "blocked"
 
 
-def test_hybrid_iso_is_refused_as_glance_does(tmp_path: pathlib.Path) -> None:
-    """An isohybrid ISO (syslinux MBR): oslo's iso and gpt inspectors both match, so OpenStack
-    refuses it; diskkit reads it as an ISO, says why they differ, and check blocks it."""
+def test_hybrid_iso_is_accepted_as_openstack_does(tmp_path: pathlib.Path) -> None:
+    """An isohybrid ISO (syslinux MBR): oslo's iso and gpt inspectors both match; Glance and
+    Nova take exactly that pair as the ISO (bootable-as-block ISOs carry a partition table in
+    front), so neither refuses it and check does not block it for that."""
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy("/usr/lib/ISOLINUX/isolinux.bin", src / "isolinux.bin")
@@ -398,12 +437,25 @@ def test_hybrid_iso_is_refused_as_glance_does(tmp_path: pathlib.Path) -> None:
          "/usr/lib/ISOLINUX/isohdpfx.bin", "-c", "boot.cat", "-b", "isolinux.bin",
          "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-o", str(iso), str(src)],
         timeout=120)
-    assert oslo_verdict(iso, "iso") == (False, "detection")
+    with pytest.raises(fi.ImageFormatError):  # plain detection sees two formats...
+        fi.detect_file_format(str(iso))
+    assert oslo_verdict(iso, "iso") == (True, "")  # ...which Nova takes as the ISO
+    assert glance_upload_verdict(iso, "iso")
     with FileReader(str(iso)) as r:
         up = check_upload(r, str(iso), "iso")
     assert up.detection is not None and up.detection.format == "iso"
-    assert up.glance is not None and not up.glance.accepts and not up.safe
-    diff = next(x for x in up.differences if x["what"] == "verdict")
-    assert "hybrid ISO" in diff["why"]
-    f = next(x for x in up.findings if x.code == "glance-refuses")
-    assert "isohybrid" in (f.fix or "")
+    assert up.glance is not None and up.glance.accepts and up.glance.nova_accepts
+    assert up.glance.oslo_format == "iso"
+    assert not {"glance-refuses", "nova-refuses"} & {f.code for f in up.findings}
+
+
+def test_qcow2_declared_raw_glance_stores_nova_refuses(tmp_path: pathlib.Path) -> None:
+    """Glance lets anything declared raw in (it only logs a warning); Nova will not boot a
+    qcow2 declared raw: diskkit reports both and blocks it."""
+    p = create(tmp_path / "q.qcow2", "qcow2", "16M")
+    assert glance_upload_verdict(p, "raw") is True
+    assert oslo_verdict(p, "raw") == (False, "mismatch")
+    with FileReader(str(p)) as r:
+        up = check_upload(r, str(p), "raw")
+    assert up.glance is not None and up.glance.accepts and not up.glance.nova_accepts
+    assert not up.safe
