@@ -16,6 +16,7 @@ from diskkit.boot.efi import EspInfo, inspect_esps
 from diskkit.boot.eltorito import ElTorito, inspect_iso, is_iso
 from diskkit.boot.findings import boot_findings
 from diskkit.boot.grub import CoreImage, boot_img_pointer, follow_core
+from diskkit.boot.loaders import MbrStep, follow_mbr
 from diskkit.boot.prefix import PrefixTarget, resolve_prefix
 from diskkit.findings import Finding, bound_finding
 from diskkit.layout.model import Partition
@@ -63,6 +64,8 @@ class BootInfo:
     bios_boot_partition: Partition | None
     table: str | None
     findings: tuple[Finding, ...] = ()
+    #: What the MBR code does next, by its own rules (diskkit.boot.loaders), when known.
+    mbr_step: MbrStep | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: the ``boot`` section of ``diskkit info --json`` (docs/json.md)."""
@@ -75,6 +78,7 @@ class BootInfo:
             "bios_boot_partition": (self.bios_boot_partition.to_dict()
                                     if self.bios_boot_partition else None),
             "findings": [f.to_dict() for f in self.findings],
+            "mbr_step": self.mbr_step.to_dict() if self.mbr_step else None,
         }
 
 
@@ -139,10 +143,13 @@ def inspect_boot(reader: Reader, layout: Any = None, *,
             grubs.append(_grub(reader, v.where, sectors[v.where], parts, table, layout, bbp))
     eltorito = inspect_iso(reader) if is_iso(reader) else None
     esps = inspect_esps(reader, parts, notes)
-    info = BootInfo(mbr, tuple(vbrs), tuple(grubs), eltorito, tuple(esps), bbp, table)
+    step = follow_mbr(reader, sector0, mbr, parts) if mbr is not None and mbr.signature \
+        else None
+    info = BootInfo(mbr, tuple(vbrs), tuple(grubs), eltorito, tuple(esps), bbp, table,
+                    mbr_step=step)
     notes += [g.core.error for g in grubs if g.core.error and "work bound" in g.core.error]
     if eltorito is not None and eltorito.error and "work bound" in eltorito.error:
         notes.append(eltorito.error)
     bounds = [bound_finding(n) for n in notes]
     return BootInfo(mbr, tuple(vbrs), tuple(grubs), eltorito, tuple(esps), bbp, table,
-                    tuple(boot_findings(info)) + tuple(bounds))
+                    tuple(boot_findings(info)) + tuple(bounds), mbr_step=step)

@@ -6,6 +6,7 @@ Torito, MBR partitions; BmBoot.c); a CD-ROM boots through El Torito (src/cdrom.c
 
 from __future__ import annotations
 
+from diskkit.boot.loaders import MbrStep
 from diskkit.diagnose import fixes
 from diskkit.diagnose.facts import Facts, is_container, is_kind
 from diskkit.findings import Evidence, Finding, Severity
@@ -105,6 +106,8 @@ def bios_disk(f: Facts) -> Verdict:
         return False, "sector 0 has the signature but no boot code", [_no_code(
             f, "sector 0 has 55 AA but its code area is all zeros: SeaBIOS jumps to it and "
             "nothing happens")]
+    if b.mbr_step is not None:  # the loader's own rules (diskkit.boot.loaders)
+        return _follow_step(f, b.mbr_step)
     blocking = [x for x in b.findings if (x.code.startswith("grub-") and x.severity >=
                 Severity.ERROR) or x.code == "grub-normal-mod-missing"]
     if mbr.loader == "grub2":
@@ -148,22 +151,52 @@ def _chainload(f: Facts) -> Verdict:
                      [Evidence("partition table", 0x1BE, f.sector0[0x1BE:0x1FE], "disk")],
                      "mark the boot partition active: sfdisk --activate /dev/vda 1 (or parted "
                      "set 1 boot on)", Severity.ERROR), *extra]
-    vbr = next((v for v in b.vbrs if v.offset == active[0].start), None)
+    return _vbr_verdict(f, active[0].number, active[0].start, extra)
+
+
+def _vbr_verdict(f: Facts, number: int, start: int, extra: list[Finding],
+                 how: str = "") -> Verdict:
+    """The MBR code hands over to the boot sector of partition ``number``."""
+    b = f.boot
+    assert b is not None and b.mbr is not None
+    how = how or b.mbr.description
+    vbr = next((v for v in b.vbrs if v.offset == start), None)
     if vbr is None or vbr.code_zero or not vbr.signature:
-        return False, "the active partition has no boot code", [_finding(
-            "vbr-no-boot-code", f"partition {active[0].number} is active but its boot "
+        return False, "the partition it loads has no boot code", [_finding(
+            "vbr-no-boot-code", f"{how}: partition {number}, whose boot "
             "sector has no boot code or no 55 AA", [Evidence(
-                f"boot sector of partition {active[0].number}", active[0].start,
+                f"boot sector of partition {number}", start,
                 None, "disk")], fixes.NO_BOOT_CODE, Severity.ERROR), *extra]
-    where = f"partition {active[0].number}"
+    where = f"partition {number}"
     broken = [x for x in b.findings if x.code.startswith("grub-")
               and x.details.get("where", where) == where and x.severity >= Severity.ERROR]
     if vbr.loader == "grub2" and broken:
         return False, f"GRUB in {where} cannot reach its modules and config", [*broken, *extra]
     if not vbr.known:
-        return None, f"cannot tell: {b.mbr.description} loads {where}, whose boot code is " \
+        return None, f"cannot tell: {how} loads {where}, whose boot code is " \
             "not one diskkit knows", extra
-    return True, f"{b.mbr.description} loads {where}: {vbr.description}", extra
+    return True, f"{how} loads {where}: {vbr.description}", extra
+
+
+def _follow_step(f: Facts, step: MbrStep) -> Verdict:
+    """The MBR code's next step, by the loader's own rules (docs/boot-loaders.md)."""
+    b = f.boot
+    assert b is not None and b.mbr is not None
+    if step.boots is None:
+        return None, f"cannot tell: {b.mbr.description}: {step.reason}", []
+    if step.boots is False:
+        said = f" and prints '{step.message}'" if step.message else ""
+        return False, f"{b.mbr.description} stops: {step.reason}", [_finding(
+            step.code or "boot-code-stops", f"{b.mbr.description} {step.rule}; here "
+            f"{step.reason}: it stops{said}", [_s0(f, "MBR boot code and its parameters"),
+                                              Evidence("partition table", 0x1BE,
+                                                       f.sector0[0x1BE:0x1FE], "disk")],
+            step.fix or fixes.NO_BOOT_CODE, Severity.ERROR, loader=step.loader,
+            rule=step.rule)]
+    if step.partition is not None and step.offset is not None:
+        return _vbr_verdict(f, step.partition, step.offset, [],
+                            f"{b.mbr.description} ({step.reason})")
+    return True, f"{b.mbr.description}: {step.reason}", []
 
 
 def uefi_disk(f: Facts) -> Verdict:
