@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from diskkit.diagnose import chain, rules, stages
+from diskkit.diagnose import chain, origin, rules, stages
 from diskkit.diagnose.facts import Facts, gather
 from diskkit.diagnose.model import Diagnosis
 from diskkit.errors import UserError
@@ -81,6 +81,7 @@ def diagnose(target: str | Target, fmt: str | None = None, *, firmware: str = "a
             guest = insp.guest
         chain_stages, followed = chain.build(facts, guest, (will_boot, reason, cause), bus,
                                              facts.format)
+        parents = (insp.rbd[0] or {}).get("parents", []) if t.kind == "rbd" else []
     reach, chain_boot, outcome, deciding = stages.reaches(chain_stages)
     if followed:
         will_boot = chain_boot
@@ -93,6 +94,14 @@ def diagnose(target: str | Target, fmt: str | None = None, *, firmware: str = "a
                 s.reason for s in chain_stages if s.name in ("boot-loader", "initramfs"))
     elif will_boot is True:
         reason += " (no operating system on this disk is followed past the boot loader)"
+    if will_boot is False and cause and parents:
+        found = origin.find_origin(t, parents, cause[0], lambda pt: diagnose(
+            pt, "raw", firmware=fw, media=media, bus=bus))
+        if found is not None:
+            link, parent_d = found
+            cause = [origin.attribute(cause[0], t.display, link, parent_d.findings[0]),
+                     *cause[1:]]
+            reason += f" (inherited from the parent {link['spec']})"
     return Diagnosis(t.display, facts.format, facts.detection.format, fw, media, will_boot,
                      reason, _order(cause, facts), facts.to_dict(),
                      time.monotonic() - started, bus=bus, reaches=reach, outcome=outcome,
