@@ -13,7 +13,6 @@ only when both still match, so a target touched or replaced since is converted a
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import csv
 import io
 import json
@@ -236,6 +235,8 @@ def run_batch(items: list[BatchItem], *, state_path: str, jobs: int = 2, force: 
     base = engine.Request("", "", "raw", force=force, allow_unsafe=allow_unsafe,
                           coroutines=8 if jobs > 1 else 16)
     cancel = threading.Event()
+    import concurrent.futures as cf  # here: a single conversion never pays for it
+
     pool = cf.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="convert")
     futures = [pool.submit(_one, i, it, base, state, listener, cancel)
                for i, it in enumerate(items)]
