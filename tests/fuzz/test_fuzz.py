@@ -19,9 +19,9 @@ from diskkit.formats.detect import detect
 from diskkit.readers.base import BytesReader
 from tests.fuzz.harness import SEEDS, Case, build_seeds, corpus, mutations, run_case
 
-SHORT = settings(max_examples=1500, deadline=timedelta(seconds=10), derandomize=False,
+SHORT = settings(max_examples=1000, deadline=timedelta(seconds=10), derandomize=False,
                  database=None, suppress_health_check=list(HealthCheck))
-PIPELINE = settings(max_examples=80, deadline=timedelta(seconds=30), database=None,
+PIPELINE = settings(max_examples=60, deadline=timedelta(seconds=30), database=None,
                     suppress_health_check=list(HealthCheck))
 #: What each seed is, by qemu's and diskkit's reading (checked against the tools' own output).
 EXPECTED = {"mbr": "raw", "gpt": "raw", "grub": "raw", "iso": "iso", "lvm": "raw",
