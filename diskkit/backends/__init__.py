@@ -3,7 +3,8 @@
 Python API::
 
     with mounted("disk.qcow2", partition=1) as m:       # or lv="vg/root", os_root=True
-        print(open(m.root + "/etc/fstab").read())        # backend="auto"|"loop"|"nbd"|"guestfs"
+        # guest paths resolved inside the guest (never open(m.root + path): see guestpath)
+        print(guestpath.read_file(m.root, "/etc/fstab"))  # backend="auto"|"loop"|"nbd"|...
 
     m = mount("disk.qcow2", "/mnt/x", os_root=True)      # outlives the process (run directory)
     umount("/mnt/x")
