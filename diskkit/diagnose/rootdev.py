@@ -115,6 +115,15 @@ def initramfs(facts: Any, root: Any, entry: Any, bus: str, image: str,
                           guestfixes.root_not_found(spec, facts.layout, root, bus, image),
                           root=spec),), shell)]
     ev.append(f"root={spec} -> {location}")
+    lv = args.get("rd.lvm.lv", "")
+    if lv and "/" in lv and Resolver(facts.layout).resolve(f"/dev/{lv}")[1] is None:
+        return [Stage("initramfs", FAILS, f"rd.lvm.lv={lv} names no logical volume on this "
+                      "disk: dracut waits for it, then drops to its emergency shell",
+                      tuple(ev), (_finding("root-device-not-found", f"the kernel command "
+                                           f"line asks dracut to activate {lv}, which is not "
+                                           "on this disk", guestfixes.root_not_found(
+                                               f"rd.lvm.lv={lv}", facts.layout, root, bus,
+                                               image), root=spec),), shell)]
     fsys = next((f for f in getattr(facts.layout, "filesystems", ())
                  if f.location == location), None)
     if lvm_root and k.initramfs is not None and k.initramfs.facts is not None:
