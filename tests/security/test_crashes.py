@@ -65,7 +65,7 @@ def test_pycdlib_struct_error_is_contained(iso, tmp_path) -> None:
     json.loads(res.stdout)
 
 
-def test_eltorito_entry_count_is_bounded_before_pycdlib(iso) -> None:
+def test_eltorito_entry_count_is_bounded_before_pycdlib(iso, tmp_path) -> None:
     data = bytearray(iso.read_bytes())
     cat = _catalog(bytes(data))
     assert catalog_entry_count(BytesReader(bytes(data))) == 1  # xorriso: the default only
@@ -75,6 +75,15 @@ def test_eltorito_entry_count_is_bounded_before_pycdlib(iso) -> None:
     got = inspect_iso(BytesReader(bytes(data)))
     assert time.monotonic() - started < 5
     assert got.error and "work bound" in got.error
+    # Through the CLI, under an address-space limit: a work-bound-hit finding, small JSON.
+    from tests.security.craft import run_limited
+
+    bad = tmp_path / "many.iso"
+    bad.write_bytes(bytes(data))
+    res = run_limited("info", str(bad), "--json", timeout=60)
+    assert res.returncode in (0, 1), res.stderr
+    assert '"work-bound-hit"' in res.stdout
+    assert len(res.stdout) < 1 << 20 and res.peak_rss < 400 << 20
 
 
 def test_vmdk_descriptor_with_5000_digits(tmp_path) -> None:
