@@ -140,8 +140,8 @@ class Resolver:
         for prefix, key in (("/dev/disk/by-uuid/", "UUID"), ("/dev/disk/by-label/", "LABEL"),
                             ("/dev/disk/by-partuuid/", "PARTUUID"),
                             ("/dev/disk/by-partlabel/", "PARTLABEL")):
-            if spec.startswith(prefix):
-                return self.resolve(f"{key}={spec[len(prefix):]}")
+            if spec.startswith(prefix):  # udev writes "root\x20fs" for "root fs"
+                return self.resolve(f"{key}={_unescape(spec[len(prefix):])}")
         if spec.startswith(("/dev/disk/by-id/", "/dev/disk/by-path/")):
             kind = "by-id" if "by-id" in spec else "by-path"
             return kind, None, None, f"{kind} names come from the hypervisor (serial, PCI " \

@@ -221,3 +221,36 @@ def test_many_filesystems_are_bounded(tmp_path: pathlib.Path) -> None:
     assert info.roots == ()
     assert info.notes == (f"6 more filesystems not examined for an operating system (at most "
                           f"{MAX_ROOT_CANDIDATES} per disk)",)
+
+
+@needs_tools
+def test_gpt_partlabel_partuuid_and_lvm_names(tmp_path: pathlib.Path) -> None:
+    """GPT names and GUIDs (as `sfdisk --json` reads them back) resolve; so do
+    /dev/disk/by-* forms; names of another disk or bus do not."""
+    from diskkit.guest.fstab import Resolver
+
+    disk = tmp_path / "gpt.img"
+    with open(disk, "wb") as f:
+        f.truncate(16 * MiB)
+    run(["sfdisk", "-q", str(disk)], input="label: gpt\nsize=4MiB, name=esp\n"
+        "size=8MiB, name=\"root fs\"\n", timeout=60)
+    with FileReader(str(disk)) as r:
+        layout = inspect_layout(r)
+    res = Resolver(layout)
+    parts = {p.number: p for p in layout.partitions}
+    out = run(["sfdisk", "--json", str(disk)], timeout=30).stdout
+    import json
+
+    table = json.loads(out)["partitiontable"]["partitions"]
+    for n, entry in enumerate(table, 1):
+        assert res.resolve(f"PARTUUID={entry['uuid'].lower()}")[1] == f"partition {n}"
+        assert res.resolve(f"/dev/disk/by-partuuid/{entry['uuid']}")[1] == f"partition {n}"
+        assert parts[n].name == entry["name"]
+    assert res.resolve("PARTLABEL=esp")[1] == "partition 1"
+    assert res.resolve("/dev/disk/by-partlabel/root\\x20fs")[1] == "partition 2"  # as udev
+    assert res.resolve("PARTLABEL=root fs")[1] == "partition 2"
+    assert res.resolve("/dev/nvme0n1p2")[1:3] == ("partition 2", "nvme")
+    assert res.resolve("/dev/nvme1n1p2")[1] is None
+    assert res.resolve("/dev/xvda1")[1:3] == ("partition 1", "xen")
+    assert res.resolve("/dev/sda9")[1] is None
+    assert res.resolve("/dev/mapper/vg--x-root")[0] == "lvm"
