@@ -7,20 +7,28 @@ a frozen :class:`BootInfo` (data, with ``to_dict()``) plus boot findings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from diskkit.boot.bootcode import BootCode, identify
-from diskkit.boot.efi import EspInfo, inspect_esps
-from diskkit.boot.eltorito import ElTorito, inspect_iso, is_iso
 from diskkit.boot.findings import boot_findings
-from diskkit.boot.grub import CoreImage, boot_img_pointer, follow_core
-from diskkit.boot.loaders import MbrStep, follow_mbr
-from diskkit.boot.prefix import PrefixTarget, resolve_prefix
 from diskkit.findings import Finding, bound_finding
-from diskkit.layout.model import Partition
-from diskkit.readers.base import Reader
+
+# The other boot modules are imported where inspect_boot needs them (GRUB only for a boot
+# sector holding GRUB, El Torito only for an ISO, EFI only when there are partitions): a
+# command that inspects a blank qcow2 does not pay for them at start-up.
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from diskkit.boot.efi import EspInfo
+    from diskkit.boot.eltorito import ElTorito
+    from diskkit.boot.grub import CoreImage
+    from diskkit.boot.grubcore import CoreVerdict
+    from diskkit.boot.loaders import MbrStep
+    from diskkit.boot.prefix import PrefixTarget
+    from diskkit.layout.model import Partition
+    from diskkit.readers.base import Reader
 
 BIOS_BOOT_GUID = "21686148-6449-6E6F-744E-656564454649"
 #: Work bounds: partition boot sectors read, GRUB core.img files followed.
@@ -42,6 +50,8 @@ class GrubInfo:
     #: core.img lies inside the GPT BIOS boot partition (None: not a GPT disk).
     core_in_bios_boot_partition: bool | None
     target: PrefixTarget | None
+    #: What core.img does at start-up (diskkit.boot.grubcore).
+    verdict: CoreVerdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (docs/json.md, "boot.grub")."""
@@ -49,7 +59,8 @@ class GrubInfo:
                 "core_location": self.core_location,
                 "core_in_bios_boot_partition": self.core_in_bios_boot_partition,
                 "prefix": self.core.prefix, "modules": list(self.core.modules),
-                "target": self.target.to_dict() if self.target else None}
+                "target": self.target.to_dict() if self.target else None,
+                "verdict": self.verdict.to_dict() if self.verdict else None}
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,10 @@ def _core_location(core: CoreImage, parts: Sequence[Partition]) -> str:
 
 def _grub(disk: Reader, where: str, sector: bytes, parts: Sequence[Partition],
           table: str | None, layout: Any, bbp: Partition | None) -> GrubInfo:
+    from diskkit.boot.grub import boot_img_pointer, follow_core
+    from diskkit.boot.grubcore import judge_core
+    from diskkit.boot.prefix import resolve_prefix
+
     lba, drive = boot_img_pointer(sector)
     core = follow_core(disk, lba, drive)
     in_bbp = None
@@ -104,7 +119,8 @@ def _grub(disk: Reader, where: str, sector: bytes, parts: Sequence[Partition],
     target = None
     if core.prefix is not None:
         target = resolve_prefix(disk, core.prefix, parts, table, layout)
-    return GrubInfo(where, core, _core_location(core, parts), in_bbp, target)
+    return GrubInfo(where, core, _core_location(core, parts), in_bbp, target,
+                    judge_core(disk, core, parts, table, layout))
 
 
 def inspect_boot(reader: Reader, layout: Any = None, *,
@@ -141,10 +157,21 @@ def inspect_boot(reader: Reader, layout: Any = None, *,
     for v in [v for v in vbrs if v.loader == "grub2"][:MAX_GRUBS]:
         if v.loader == "grub2":
             grubs.append(_grub(reader, v.where, sectors[v.where], parts, table, layout, bbp))
-    eltorito = inspect_iso(reader) if is_iso(reader) else None
-    esps = inspect_esps(reader, parts, notes)
-    step = follow_mbr(reader, sector0, mbr, parts) if mbr is not None and mbr.signature \
-        else None
+    eltorito = None
+    if reader.read(16 * 2048, 6) == b"\x01CD001":  # eltorito.is_iso, without the import
+        from diskkit.boot.eltorito import inspect_iso
+
+        eltorito = inspect_iso(reader)
+    esps: list[EspInfo] = []
+    if parts:
+        from diskkit.boot.efi import inspect_esps
+
+        esps = inspect_esps(reader, parts, notes)
+    step = None
+    if mbr is not None and mbr.signature:
+        from diskkit.boot.loaders import follow_mbr
+
+        step = follow_mbr(reader, sector0, mbr, parts)
     info = BootInfo(mbr, tuple(vbrs), tuple(grubs), eltorito, tuple(esps), bbp, table,
                     mbr_step=step)
     notes += [g.core.error for g in grubs if g.core.error and "work bound" in g.core.error]

@@ -6,6 +6,7 @@ Torito, MBR partitions; BmBoot.c); a CD-ROM boots through El Torito (src/cdrom.c
 
 from __future__ import annotations
 
+from diskkit.boot import GrubInfo
 from diskkit.boot.loaders import MbrStep
 from diskkit.diagnose import fixes
 from diskkit.diagnose.facts import Facts, is_container, is_kind
@@ -111,6 +112,10 @@ def bios_disk(f: Facts) -> Verdict:
     blocking = [x for x in b.findings if (x.code.startswith("grub-") and x.severity >=
                 Severity.ERROR) or x.code == "grub-normal-mod-missing"]
     if mbr.loader == "grub2":
+        g = next((g for g in b.grub if g.where == "mbr"), None)
+        judged = _grub_verdict(f, g) if g is not None else None
+        if judged is not None:
+            return judged
         if blocking:
             return False, "GRUB starts but cannot reach its modules and config", blocking
         g = next((g for g in b.grub if g.where == "mbr"), None)
@@ -170,12 +175,32 @@ def _vbr_verdict(f: Facts, number: int, start: int, extra: list[Finding],
     where = f"partition {number}"
     broken = [x for x in b.findings if x.code.startswith("grub-")
               and x.details.get("where", where) == where and x.severity >= Severity.ERROR]
+    g = next((g for g in b.grub if g.where == where), None)
+    judged = _grub_verdict(f, g) if vbr.loader == "grub2" and g is not None else None
+    if judged is not None:
+        return judged[0], f"{how} loads {where}: {judged[1]}", [*judged[2], *extra]
     if vbr.loader == "grub2" and broken:
         return False, f"GRUB in {where} cannot reach its modules and config", [*broken, *extra]
     if not vbr.known:
         return None, f"cannot tell: {how} loads {where}, whose boot code is " \
             "not one diskkit knows", extra
     return True, f"{how} loads {where}: {vbr.description}", extra
+
+
+def _grub_verdict(f: Facts, g: GrubInfo) -> Verdict | None:
+    """GRUB's core.img judged by what it does at start-up (diskkit.boot.grubcore)."""
+    v = g.verdict
+    if v is None or v.boots is None:
+        return None
+    if v.boots:
+        return True, f"GRUB 2 in the {g.where}, core.img at sector {g.core.sector}: {v.reason}", []
+    same = [x for x in (f.boot.findings if f.boot else ()) if x.code == v.code]
+    return False, f"GRUB starts but stops at 'grub rescue>': {v.reason}", same or [_finding(
+        v.code or "grub-core-img-missing", f"GRUB's core.img (sector {g.core.sector}, "
+        f"modules {', '.join(g.core.modules) or 'none'}): {v.reason}",
+        [Evidence(f"boot.img in the {g.where} points at sector {g.core.sector}",
+                  g.core.offset, None, "disk")], v.fix or fixes.NO_BOOT_CODE, Severity.ERROR,
+        prefix=v.prefix, modules=list(g.core.modules))]
 
 
 def _follow_step(f: Facts, step: MbrStep) -> Verdict:
