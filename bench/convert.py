@@ -153,6 +153,15 @@ def diskkit_cmd(src: str, dst: str, out_fmt: str, *flags: str) -> None:
     run([DISKKIT, "convert", src, dst, "-O", out_fmt, *flags], timeout=1800)
 
 
+def _plain_to(src: pathlib.Path, src_fmt: str, out_fmt: str, dst: pathlib.Path) -> None:
+    plain_fsync(src, src_fmt, out_fmt, dst)
+
+
+def _diskkit_to(src: pathlib.Path, out_fmt: str, flags: tuple[str, ...],
+                dst: pathlib.Path) -> None:
+    diskkit_cmd(str(src), str(dst), out_fmt, *flags)
+
+
 def local_cases(runs: int) -> list[dict]:
     """Local file to local file, every method on the same source."""
     srcs = sources()
@@ -161,10 +170,9 @@ def local_cases(runs: int) -> list[dict]:
     for src_name, out_fmt in CASES:
         src, src_fmt = srcs[src_name]
         methods: dict[str, Callable[[pathlib.Path], object]] = {
-            "plain+fsync": lambda d, s=src, f=src_fmt, o=out_fmt: plain_fsync(s, f, o, d),
-            "diskkit": lambda d, s=src, o=out_fmt: diskkit_cmd(str(s), str(d), o),
-            "diskkit --no-verify": lambda d, s=src, o=out_fmt: diskkit_cmd(
-                str(s), str(d), o, "--no-verify"),
+            "plain+fsync": partial(_plain_to, src, src_fmt, out_fmt),
+            "diskkit": partial(_diskkit_to, src, out_fmt, ()),
+            "diskkit --no-verify": partial(_diskkit_to, src, out_fmt, ("--no-verify",)),
         }
         times: dict[str, list[float]] = {m: [] for m in methods}
         cpu: dict[str, list[float]] = {m: [] for m in methods}

@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 
 from bench._docs import replace_section
 from diskkit.readers.qcow2 import Qcow2Reader
@@ -122,11 +123,11 @@ def map_cases(counts: list[int], runs: int) -> list[dict]:
     rows = []
     for label, path in images:
         methods: dict[str, Callable[[], object]] = {
-            "qemu-img map": lambda p=path: sh(["qemu-img", "map", "--output=json", "-f",
-                                               "qcow2", str(p)]),
-            "extents (in process)": lambda p=path: in_process_extents(p),
-            "diskkit info": lambda p=path: sh([DISKKIT, "info", str(p)], check=False),
-            "diskkit diagnose": lambda p=path: sh([DISKKIT, "diagnose", str(p)], check=False),
+            "qemu-img map": partial(sh, ["qemu-img", "map", "--output=json", "-f", "qcow2",
+                                         str(path)]),
+            "extents (in process)": partial(in_process_extents, path),
+            "diskkit info": partial(sh, [DISKKIT, "info", str(path)], check=False),
+            "diskkit diagnose": partial(sh, [DISKKIT, "diagnose", str(path)], check=False),
         }
         times: dict[str, list[float]] = {m: [] for m in methods}
         for fn in methods.values():  # warm the page cache
@@ -167,7 +168,7 @@ def read_cases(runs: int) -> list[dict]:
         def qemu_io(cmds: bytes = cmds) -> None:
             sh(["qemu-io", "-f", "qcow2", str(path)], stdin=cmds)
 
-        methods = {"diskkit": ours, "qemu-io": qemu_io}
+        methods: dict[str, Callable[[], None]] = {"diskkit": ours, "qemu-io": qemu_io}
         for fn in methods.values():
             fn()
         times: dict[str, list[float]] = {m: [] for m in methods}
@@ -216,8 +217,10 @@ def write_docs(maps: list[dict], reads: list[dict], runs: int, command: str) -> 
     lines += ["", f"Target (never slower than qemu-img map): in process the smallest ratio is "
               f"{worst_in:.1f}x; for the commands {worst_cmd:.2f}x "
               f"({'met' if worst_cmd >= 1 else 'NOT met'} for the commands; the commands pay "
-              "for Python start-up and imports, about 0.25 s, which qemu-img's C start-up does "
-              "not). Before this change (issue 15) diagnose took 14 s and 54 s on the 1k and "
+              "for Python start-up and imports, about 0.25 s on an idle machine and more "
+              f"under load (load average {os.getloadavg()[0]:.0f} when written), which "
+              "qemu-img's C start-up does not; the map itself is the in-process column). "
+              "Before this change (issue 15) diagnose took 14 s and 54 s on the 1k and "
               "10k images where qemu-img map took 0.9 s and 2.8 s.", ""]
     if reads:
         lines += ["Reads: the first 1 GiB of the 20 GiB image's data, sequential requests, "
