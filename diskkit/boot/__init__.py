@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from diskkit.boot.grubcore import CoreVerdict
     from diskkit.boot.loaders import MbrStep
     from diskkit.boot.prefix import PrefixTarget
+    from diskkit.boot.uefi import UefiStep
     from diskkit.layout.model import Partition
     from diskkit.readers.base import Reader
 
@@ -77,6 +78,8 @@ class BootInfo:
     findings: tuple[Finding, ...] = ()
     #: What the MBR code does next, by its own rules (diskkit.boot.loaders), when known.
     mbr_step: MbrStep | None = None
+    #: Why OVMF finds no loader, or what shim runs (diskkit.boot.uefi), when it decides.
+    uefi_step: UefiStep | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: the ``boot`` section of ``diskkit info --json`` (docs/json.md)."""
@@ -90,6 +93,7 @@ class BootInfo:
                                     if self.bios_boot_partition else None),
             "findings": [f.to_dict() for f in self.findings],
             "mbr_step": self.mbr_step.to_dict() if self.mbr_step else None,
+            "uefi_step": self.uefi_step.to_dict() if self.uefi_step else None,
         }
 
 
@@ -172,11 +176,16 @@ def inspect_boot(reader: Reader, layout: Any = None, *,
         from diskkit.boot.loaders import follow_mbr
 
         step = follow_mbr(reader, sector0, mbr, parts)
+    from diskkit.boot.uefi import judge_uefi
+
+    ustep = judge_uefi(reader, sector0, table, getattr(layout, "sector_size", 512) or 512,
+                       esps)
     info = BootInfo(mbr, tuple(vbrs), tuple(grubs), eltorito, tuple(esps), bbp, table,
-                    mbr_step=step)
+                    mbr_step=step, uefi_step=ustep)
     notes += [g.core.error for g in grubs if g.core.error and "work bound" in g.core.error]
     if eltorito is not None and eltorito.error and "work bound" in eltorito.error:
         notes.append(eltorito.error)
     bounds = [bound_finding(n) for n in notes]
     return BootInfo(mbr, tuple(vbrs), tuple(grubs), eltorito, tuple(esps), bbp, table,
-                    tuple(boot_findings(info)) + tuple(bounds), mbr_step=step)
+                    tuple(boot_findings(info)) + tuple(bounds), mbr_step=step,
+                    uefi_step=ustep)

@@ -200,7 +200,16 @@ def _grub_verdict(f: Facts, g: GrubInfo) -> Verdict | None:
         f"modules {', '.join(g.core.modules) or 'none'}): {v.reason}",
         [Evidence(f"boot.img in the {g.where} points at sector {g.core.sector}",
                   g.core.offset, None, "disk")], v.fix or fixes.NO_BOOT_CODE, Severity.ERROR,
-        prefix=v.prefix, modules=list(g.core.modules))]
+        prefix=v.prefix, modules=list(g.core.modules)), *_layout_findings(f)]
+
+
+#: Layout findings that decide a verdict: diagnose lists them after its own cause.
+LAYOUT_DECIDING = ("gpt-protective-mbr-missing", "protective-mbr-invalid",
+                   "partition-beyond-disk")
+
+
+def _layout_findings(f: Facts) -> list[Finding]:
+    return [x for x in getattr(f.layout, "findings", ()) or () if x.code in LAYOUT_DECIDING]
 
 
 def _follow_step(f: Facts, step: MbrStep) -> Verdict:
@@ -217,7 +226,7 @@ def _follow_step(f: Facts, step: MbrStep) -> Verdict:
                                               Evidence("partition table", 0x1BE,
                                                        f.sector0[0x1BE:0x1FE], "disk")],
             step.fix or fixes.NO_BOOT_CODE, Severity.ERROR, loader=step.loader,
-            rule=step.rule)]
+            rule=step.rule), *_layout_findings(f)]
     if step.partition is not None and step.offset is not None:
         return _vbr_verdict(f, step.partition, step.offset, [],
                             f"{b.mbr.description} ({step.reason})")
@@ -229,10 +238,18 @@ def uefi_disk(f: Facts) -> Verdict:
     b = f.boot
     if b is None:
         return None, f"cannot tell: {f.problem or 'boot facts not read'}", []
+    u = b.uefi_step  # the disk-level rules of edk2 and shim (diskkit.boot.uefi)
+    if u is not None and u.boots is False:
+        layout = _layout_findings(f)
+        return False, u.reason, [_finding(
+            u.code or "no-uefi-loader", u.reason, [_s0(f, "sector 0 (protective MBR)")],
+            u.fix or fixes.UEFI_ONLY, Severity.ERROR), *layout]
     found = [e for e in b.esp if e.removable_x64]
     if b.eltorito is not None:
         found += [x.efi for x in b.eltorito.efi_entries if x.efi and x.efi.removable_x64]
     if found:
+        if u is not None and u.boots:
+            return True, u.reason, []
         return True, f"\\EFI\\BOOT\\BOOTX64.EFI found in {found[0].where}", []
     no_loader = [x for x in b.findings if x.code == "esp-without-removable-loader"]
     if no_loader:

@@ -247,6 +247,75 @@ def case_grub_prefix_partition_beyond_end(tmp: pathlib.Path) -> pathlib.Path:
                       "(hd0,msdos2)/boot/grub", shrink_to=32 * MiB)
 
 
+# --- UEFI (OVMF): protective MBR, sector size, shim ---------------------------------------
+
+SHIM = pathlib.Path("/usr/lib/shim/shimx64.efi")
+
+
+def _grub_efi(tmp: pathlib.Path) -> pathlib.Path:
+    """A GRUB for x86_64-efi with normal built in: it reaches its grub> prompt by itself."""
+    out = tmp / "grubx64.efi"
+    if not out.exists():
+        _sh("grub-mkimage", "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", out, "normal",
+            "part_gpt", "fat", "echo")
+    return out
+
+
+def _esp_disk(tmp: pathlib.Path, name: str, files: dict[str, pathlib.Path], *,
+              sector_size: int = 512) -> pathlib.Path:
+    """A 64 MiB GPT disk (sfdisk, ``sector_size``) whose ESP (FAT) holds ``files`` under
+    /EFI/BOOT."""
+    img = tmp / f"{name}.img"
+    _sh("truncate", "-s", str(64 * MiB), img)
+    script = b"label: gpt\nstart=1MiB, size=32MiB, type=uefi\n"
+    if sector_size == 512:
+        run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(img)], input=script,
+            timeout=30)
+    else:  # sfdisk takes the sector size of the device: a loop device with that block size
+        loop = run(["losetup", "-f", "--show", "-b", str(sector_size), str(img)],
+                   timeout=30).stdout.strip()
+        try:
+            run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", loop], input=script,
+                timeout=30)
+        finally:
+            run(["losetup", "-d", loop], timeout=30)
+    fat = tmp / f"{name}.fat"
+    _sh("truncate", "-s", str(32 * MiB), fat)
+    _sh("mkfs.fat", "-F", "16", fat)
+    _sh("mmd", "-i", fat, "::/EFI", "::/EFI/BOOT")
+    for target, src in files.items():
+        _sh("mcopy", "-i", fat, src, f"::/EFI/BOOT/{target}")
+    _put(img, 1 * MiB, fat.read_bytes())
+    return img
+
+
+def case_uefi_grub_with_protective_mbr(tmp: pathlib.Path) -> pathlib.Path:
+    """GRUB as BOOTX64.EFI on a GPT with its protective MBR: boots."""
+    return _esp_disk(tmp, "efi-pmbr", {"BOOTX64.EFI": _grub_efi(tmp)})
+
+
+def case_uefi_grub_without_protective_mbr(tmp: pathlib.Path) -> pathlib.Path:
+    """The same disk with sector 0 zeroed (no 0xEE entry): OVMF ignores the GPT."""
+    img = _esp_disk(tmp, "efi-nopmbr", {"BOOTX64.EFI": _grub_efi(tmp)})
+    _put(img, 0, bytes(512))
+    return img
+
+
+def case_uefi_gpt_4k_on_512(tmp: pathlib.Path) -> pathlib.Path:
+    """A GPT written for 4 KiB sectors, attached with 512-byte sectors: no partition table."""
+    return _esp_disk(tmp, "efi-4k", {"BOOTX64.EFI": _grub_efi(tmp)}, sector_size=4096)
+
+
+def case_uefi_shim_with_grub(tmp: pathlib.Path) -> pathlib.Path:
+    """shim as BOOTX64.EFI with grubx64.efi beside it (Secure Boot off): GRUB starts."""
+    return _esp_disk(tmp, "shim-grub", {"BOOTX64.EFI": SHIM, "grubx64.efi": _grub_efi(tmp)})
+
+
+def case_uefi_shim_alone(tmp: pathlib.Path) -> pathlib.Path:
+    """shim as BOOTX64.EFI and nothing beside it: 'Failed to open ...grubx64.efi'."""
+    return _esp_disk(tmp, "shim-alone", {"BOOTX64.EFI": SHIM})
+
+
 CASES: dict[str, Callable[[pathlib.Path], pathlib.Path]] = {
     name[len("case_"):].replace("_", "-"): fn for name, fn in dict(globals()).items()
     if name.startswith("case_")}
@@ -264,15 +333,19 @@ def firmware_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[st
     out: dict[str, dict[str, Any]] = {}
     for name, build in CASES.items():
         img = build(tmp)
-        b = boot_test(str(img), "raw", firmware="bios", timeout=40, accel="tcg")
+        b = boot_test(str(img), "raw", firmware=_firmware(name), timeout=60, accel="tcg")
         out[name] = {"path": img, "boot": b}
     return out
 
 
-def _verdict(path: pathlib.Path) -> Any:
+def _firmware(name: str) -> str:
+    return "uefi" if name.startswith("uefi-") else "bios"
+
+
+def _verdict(path: pathlib.Path, name: str = "") -> Any:
     from diskkit.diagnose import diagnose
 
-    return diagnose(str(path), "raw", firmware="bios")
+    return diagnose(str(path), "raw", firmware=_firmware(name))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -281,7 +354,7 @@ def test_diagnose_agrees_with_seabios(name: str, firmware_runs: dict[str, dict[s
     run_ = firmware_runs[name]
     boot = run_["boot"]
     assert boot.outcome != "timeout", f"{name}: SeaBIOS gave no answer: {boot.screen!r}"
-    d = _verdict(run_["path"])
+    d = _verdict(run_["path"], name)
     facts = (boot.outcome, boot.messages, boot.screen[-300:])
     assert d.will_boot is not None, f"{name}: diagnose cannot tell ({d.reason}); boot {facts}"
     assert d.will_boot == boot.booted, \
@@ -305,6 +378,8 @@ def test_the_stopping_message_is_the_loaders_own(firmware_runs: dict[str, dict[s
         if r["boot"].booted is not False:
             continue
         screen = r["boot"].screen + r["boot"].console
+        if name.startswith("uefi-"):
+            continue  # OVMF's own screens: the outcome comparison above covers them
         if name.startswith("grub-"):  # core.img's own end: GRUB's rescue shell
             assert "grub rescue>" in screen, (name, screen[-400:])
             assert "rescue" in _verdict(r["path"]).reason, name
