@@ -6,11 +6,14 @@ Torito, MBR partitions; BmBoot.c); a CD-ROM boots through El Torito (src/cdrom.c
 
 from __future__ import annotations
 
+import os
+
 from diskkit.boot import GrubInfo
 from diskkit.boot.loaders import MbrStep
 from diskkit.diagnose import fixes
 from diskkit.diagnose.facts import Facts, is_container, is_kind
 from diskkit.findings import Evidence, Finding, Severity
+from diskkit.formats import registry
 from diskkit.formats.registry import Kind
 
 Verdict = tuple[bool | None, str, list[Finding]]
@@ -55,6 +58,17 @@ def universal(f: Facts) -> Verdict | None:
                 f"({f.sector0[:4]!r}), no 55 AA, so the firmware finds nothing to boot",
                 [_s0(f, f"sector 0: the {fmt} magic"), _sig(f)], fixes.container_as_raw(fmt),
                 format=fmt)]
+    missing = _missing_backing(f)
+    if missing is not None:
+        name, where = missing
+        return False, f"qemu will not start: the backing file {name!r} does not exist", [_finding(
+            "backing-file-missing", f"the {f.format} image names a backing file {name!r} "
+            f"({where} on this host), which does not exist: qemu refuses to start the VM "
+            "('Could not open backing file ... No such file or directory'); no firmware runs",
+            [Evidence("backing file name in the image header", 8, None, "disk")],
+            "give the image its backing file at that path (or rebase it onto the right one: "
+            "qemu-img rebase -u -b BACKING -F FMT IMAGE), or use a flattened image",
+            backing_file=name)]
     if f.disk is None:
         return None, f"cannot tell: {f.problem or 'the disk could not be opened'}", []
     if f.blank:
@@ -65,6 +79,22 @@ def universal(f: Facts) -> Verdict | None:
             "blank-disk", f"the disk ({f.disk.size} bytes, {f.allocated} allocated) is blank: "
             f"{scope}, so sector 0 has no 55 AA and no boot code",
             [_s0(f), _sig(f)], fixes.BLANK, allocated=f.allocated)]
+    return None
+
+
+def _missing_backing(f: Facts) -> tuple[str, str] | None:
+    """(name, host path) of a backing file the image names and the host lacks: qemu
+    (block.c bdrv_open_backing_file) resolves a relative name against the image's directory
+    and will not start without it. Only a stat of the path: nothing is opened."""
+    if f.target.kind != "file" or not f.target.path or registry.get(f.format).raw_bytes:
+        return None
+    for x in f.detection.findings:
+        name = x.details.get("backing_file") if x.code == "qcow2-backing-file" else None
+        if not isinstance(name, str) or not name or ":" in name.split("/", 1)[0]:
+            continue  # no name, or a protocol (nbd:, rbd:, json:): not a host file
+        where = os.path.join(os.path.dirname(os.path.abspath(f.target.path)), name)
+        if not os.path.lexists(where):
+            return name, where
     return None
 
 

@@ -411,3 +411,34 @@ def test_altmbr_reads_the_byte_at_0x1b7() -> None:
     assert variant(identify(iso), iso) == "isohdpfx"
     assert struct.unpack_from("<I", (ISOLINUX / "isolinux.bin").read_bytes(), 64)[0] == \
         0x7078C0FB
+
+
+def _qemu_starts(image: pathlib.Path) -> tuple[bool, str]:
+    """Does qemu-system-x86_64 start with this qcow2 as its disk? (-S: no CPU runs; it is
+    stopped by its timeout when it did start)."""
+    from diskkit.errors import CommandError
+
+    try:
+        run(["timeout", "3", "qemu-system-x86_64", "-nodefaults", "-display", "none", "-S",
+             "-machine", "accel=tcg", "-drive", f"file={image},format=qcow2,if=virtio,"
+             "readonly=on"], timeout=30)
+    except CommandError as exc:
+        return exc.returncode == 124, f"{exc} {exc.stderr}"
+    return True, ""
+
+
+def test_missing_backing_file_is_why_qemu_will_not_start(tmp_path: pathlib.Path) -> None:
+    from diskkit.diagnose import diagnose
+
+    base, child = tmp_path / "base.qcow2", tmp_path / "child.qcow2"
+    _sh("qemu-img", "create", "-q", "-f", "qcow2", base, "64M")
+    _sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", child)
+    started, _ = _qemu_starts(child)
+    assert started  # the backing file is there: qemu starts
+    assert "backing-file-missing" not in [x.code for x in diagnose(str(child)).findings]
+    base.unlink()
+    started, said = _qemu_starts(child)
+    assert not started and "base.qcow2" in said  # qemu's own refusal names the file
+    d = diagnose(str(child))
+    assert d.will_boot is False and d.cause is not None
+    assert d.cause.code == "backing-file-missing" and "qemu will not start" in d.reason
