@@ -19,6 +19,8 @@ DEBIAN_PACKAGES=(
   # filesystems and boot loaders used to build and check test images
   e2fsprogs xfsprogs btrfs-progs dosfstools mtools squashfs-tools ntfs-3g cryptsetup-bin
   xorriso syslinux-utils isolinux syslinux syslinux-common grub-pc-bin grub-efi-amd64-bin zstd xz-utils
+  # real boot loaders the boot-code rules are tested with (install-mbr, shim)
+  mbr shim-unsigned
   # Ceph: a test cluster and the librbd/librados bindings
   ceph-mon ceph-osd ceph-common python3-rbd python3-rados
   # guest OS inspection: Windows hives (python3-hivex, hivexregedit for tests), libosinfo ids,
