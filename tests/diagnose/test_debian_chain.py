@@ -94,7 +94,7 @@ def test_bus_drivers_against_lsinitramfs(debian_images: Any, name: str, bus: str
             assert f"hw_disk_bus={other}" in f.fix
 
 
-# --- against the real boots ---------------------------------------------------------------
+# --- against the real boots -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -103,20 +103,6 @@ def all_booting(debian_images: Any, debian_boots: Any) -> dict[str, Any]:
     images = {name: debian_images.get(name) for name in NAMES}
     debian_boots.submit(*images.values())
     return images
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_diagnosis_equals_the_boot(all_booting: dict[str, Any], debian_boots: Any,
-                                   name: str) -> None:
-    image = all_booting[name]
-    d = _diagnose(image)
-    boot = debian_boots.result(image)
-    v = compare(d, boot)
-    assert (d.reaches, d.outcome, d.will_boot) == (boot.stage, boot.outcome, boot.booted), (
-        f"DISAGREEMENT on {name}: diagnose reaches {d.reaches} ({d.outcome}): {d.reason}; "
-        f"boot: {boot.outcome} at {boot.stage}: {boot.evidence}")
-    assert v.agree is True and v.stages["boot_stage"] == boot.stage
 
 
 # --- the printed fixes, applied and booted ------------------------------------------------
@@ -139,9 +125,10 @@ def _apply(image: Any, workdir: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def fixed_boots(debian_images: Any, debian_boots: Any,
+def fixed_boots(all_booting: dict[str, Any], debian_images: Any, debian_boots: Any,
                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Each fixed copy, diagnosed and its boot started as soon as its fix is applied."""
+    """Each fixed copy, its boot started as soon as its fix is applied (the variants' own
+    boots are started first, so the fixes are applied while they run)."""
     from tests.fixtures.debian import DebianImage
 
     out = {}
@@ -155,6 +142,7 @@ def fixed_boots(debian_images: Any, debian_boots: Any,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the first one applies three fixes (TCG appliance) while 13 boot
 @pytest.mark.parametrize("name", FIXED)
 def test_pasted_fix_boots_to_login(fixed_boots: dict[str, Any], debian_boots: Any,
                                    name: str) -> None:
@@ -163,3 +151,18 @@ def test_pasted_fix_boots_to_login(fixed_boots: dict[str, Any], debian_boots: An
     assert (d.will_boot, d.outcome) == (True, "login"), (d.reason, d.findings[:1])
     boot = debian_boots.result(copy)
     assert (boot.outcome, boot.stage) == ("login", "login"), (boot.outcome, boot.evidence)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # waits for its image's turn in the shared two-at-a-time pool
+@pytest.mark.parametrize("name", NAMES)
+def test_diagnosis_equals_the_boot(all_booting: dict[str, Any], debian_boots: Any,
+                                   name: str) -> None:
+    image = all_booting[name]
+    d = _diagnose(image)
+    boot = debian_boots.result(image)
+    v = compare(d, boot)
+    assert (d.reaches, d.outcome, d.will_boot) == (boot.stage, boot.outcome, boot.booted), (
+        f"DISAGREEMENT on {name}: diagnose reaches {d.reaches} ({d.outcome}): {d.reason}; "
+        f"boot: {boot.outcome} at {boot.stage}: {boot.evidence}")
+    assert v.agree is True and v.stages["boot_stage"] == boot.stage
