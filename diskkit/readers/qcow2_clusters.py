@@ -8,8 +8,6 @@ import io
 import zlib
 from collections import OrderedDict
 
-import zstandard
-
 from diskkit.errors import ImageError
 
 
@@ -52,6 +50,8 @@ def inflate(raw: bytes, size: int) -> bytes:
 
 def unzstd(raw: bytes, size: int) -> bytes:
     """zstd frames (qemu may write several); at most ``size`` bytes out."""
+    import zstandard  # here: only a zstd-compressed cluster needs it (start-up, docs/cli.md)
+
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw),
                                                             read_across_frames=True)
