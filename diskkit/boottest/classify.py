@@ -129,8 +129,9 @@ _LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]* login: *$", re.M)
 _EMERGENCY = re.compile(r"You are in emergency mode|Cannot open access to console, the root "
                         r"account is locked|Give root password for maintenance")
 #: initramfs-tools scripts/local and scripts/functions panic(): the shell on the console.
+#: ("Gave up waiting for root file system device" comes first, then its "Common problems"
+#: list, then the ALERT line: it is evidence, not yet the end.)
 _INITRAMFS = re.compile(r"ALERT! .* does not exist\.\s+Dropping to a shell!|"
-                        r"Gave up waiting for (?:root file system|suspend/resume) device|"
                         r"^\(initramfs\) ?$", re.M)
 #: dracut's emergency shell (modules.d/99base/dracut-lib.sh emergency_shell).
 _DRACUT = re.compile(r"Entering emergency mode\. Exit the shell to continue\.|"

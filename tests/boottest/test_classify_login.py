@@ -43,5 +43,9 @@ def test_emergency_and_panic() -> None:
     assert observe_os(KERNEL, panic, "").outcome == "kernel-panic"
     dracut = "Entering emergency mode. Exit the shell to continue.\r\ndracut:/# "
     assert observe_os(KERNEL, dracut, "").outcome == "dracut-shell"
+    # initramfs-tools gives up first, then lists common problems, then says ALERT!: the
+    # outcome waits for the ALERT line (the evidence that names the device).
+    gave_up = "Gave up waiting for root file system device.  Common problems:\r\n"
+    assert observe_os(KERNEL, gave_up, "").outcome is None
     # Nothing decided while the system is still coming up.
     assert observe_os(KERNEL, "Loading, please wait...\r\n", "").outcome is None
