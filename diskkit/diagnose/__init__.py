@@ -80,7 +80,7 @@ def diagnose(target: str | Target, fmt: str | None = None, *, firmware: str = "a
         if media == "disk" and will_boot is not False and facts.layout is not None:
             guest = insp.guest
         chain_stages, followed = chain.build(facts, guest, (will_boot, reason, cause), bus,
-                                             facts.format)
+                                             facts.format, fw)
         parents = (insp.rbd[0] or {}).get("parents", []) if t.kind == "rbd" else []
     reach, chain_boot, outcome, deciding = stages.reaches(chain_stages)
     if followed:

@@ -66,7 +66,7 @@ def _search_prefix(facts: Any) -> str | None:
 
 
 def build(facts: Any, guest: Any, verdict: tuple[bool | None, str, list[Finding]],
-          bus: str, fmt: str) -> tuple[list[Stage], bool]:
+          bus: str, fmt: str, firmware: str = "bios") -> tuple[list[Stage], bool]:
     """(stages in :data:`CHAIN` order, whether an operating system was followed)."""
     will_boot, reason, cause = verdict
     root = guest.root if guest is not None else None
@@ -81,7 +81,10 @@ def build(facts: Any, guest: Any, verdict: tuple[bool | None, str, list[Finding]
         return _pad(stages, "no operating system found on this disk to follow past the boot "
                     "loader"), False
     if root.type == "windows":
-        stages.append(winboot.kernel(root, bus))
+        bm = winboot.boot_manager(facts.disk, facts.layout, firmware)
+        stages[-1] = replace(bm, reason=f"{stages[-1].reason}; {bm.reason}")
+        if bm.verdict == OK:
+            stages.append(winboot.kernel(root, bus))
         return _pad(stages, "Windows is followed to its boot driver only"), True
     if root.type != "linux":
         return _pad(stages, f"a {root.type} root is not followed past the boot loader"), False
