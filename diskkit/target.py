@@ -11,7 +11,6 @@ the readers that need a :class:`Target` never import what loads them.
 from __future__ import annotations
 
 import importlib
-import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +99,8 @@ def parse_target(spec: str) -> Target:
     if spec.startswith("rbd:"):
         return _parse_rbd(spec)
     if spec.startswith(("nbd://", "nbd+unix://", "nbds://", "nbd+tcp://")):
+        import urllib.parse  # here, not at the top: a file path need not load it (start-up)
+
         parsed = urllib.parse.urlparse(spec)
         if parsed.scheme == "nbd+unix" and "socket=" not in parsed.query:
             raise UserError(f"{spec}: nbd+unix URIs need ?socket=PATH", code="bad-uri")

@@ -11,9 +11,13 @@ carries the sha256 of its code area, so unknown loaders can be collected and add
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
+
+try:  # CPython's built-in SHA-256: hashlib loads OpenSSL's libcrypto (start-up time)
+    from _sha256 import sha256  # type: ignore[import-not-found]  # (no stub: a C module)
+except ImportError:  # pragma: no cover - other interpreters
+    from hashlib import sha256
 
 #: MBR code area: bytes 0..0x1B7 (the disk signature is at 0x1B8, the table at 0x1BE).
 MBR_CODE_END = 0x1B8
@@ -213,7 +217,7 @@ def identify(sector: bytes, *, where: str = "mbr", offset: int = 0,
     # In a VBR the jump + BPB (up to 0x5A for FAT32, the largest) are data, not code.
     code = sector[:3] + sector[0x5A:SIGNATURE_OFFSET] if vbr else sector[:MBR_CODE_END]
     code_zero = code.count(0) == len(code)
-    digest = hashlib.sha256(code).hexdigest()
+    digest = sha256(code).hexdigest()
     if code_zero:
         loader, desc = "none", "no boot code (all zeros)"
     else:

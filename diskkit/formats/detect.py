@@ -13,57 +13,65 @@ silently. Partition tables are noted, not matched, so a hybrid ISO's MBR/GPT is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from importlib import import_module
 
 from diskkit.errors import ImageError
 from diskkit.findings import Finding, Severity
-from diskkit.formats import (
-    bochs,
-    cloop,
-    compressed,
-    dmg,
-    iso,
-    luks,
-    parallels,
-    partitions,
-    pmbr,
-    qcow1,
-    qcow2_checks,
-    qed,
-    tar,
-    vdi,
-    vhd,
-    vhdx,
-    vmdk,
-)
+from diskkit.formats import registry
 from diskkit.formats.base import Match, Source, finding
 from diskkit.readers.base import Reader
 
-def _qcow(src: Source) -> Match | None:
-    """qcow v1 and qcow2 share their magic; the version tells them apart."""
-    return qcow1.probe(src) if qcow1.is_qcow1(src.head) else qcow2_checks.probe(src)
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
+    Probe = Callable[[Source], Match | None]
 
 #: Every probe, in the order a primary format is chosen when several match (qemu's own
-#: probe would take the header at offset 0 first).
-PROBES: tuple[tuple[str, Callable[[Source], Match | None]], ...] = (
-    ("qcow2", _qcow),
-    ("qed", qed.probe),
-    ("vmdk", vmdk.probe),
-    ("vhdx", vhdx.probe),
-    ("vdi", vdi.probe),
-    ("luks", luks.probe),
-    ("compressed", compressed.probe),
-    ("tar", tar.probe),
-    ("vhd", vhd.probe),
-    ("iso", iso.probe),
-    ("parallels", parallels.probe),
-    ("bochs", bochs.probe),
-    ("cloop", cloop.probe),
-    ("dmg", dmg.probe),
+#: probe would take the header at offset 0 first), as "module:function" in
+#: diskkit.formats: a module is imported only when detection calls its probe (when the
+#: file's first bytes or a gate below say its signature can match), so detecting a qcow2
+#: imports qcow2's checks and no other format's module.
+PROBES: tuple[tuple[str, str], ...] = (
+    ("qcow2", "qcow:probe"),
+    ("qed", "qed:probe"),
+    ("vmdk", "vmdk:probe"),
+    ("vhdx", "vhdx:probe"),
+    ("vdi", "vdi:probe"),
+    ("luks", "luks:probe"),
+    ("compressed", "compressed:probe"),
+    ("tar", "tar:probe"),
+    ("vhd", "vhd:probe"),
+    ("iso", "iso:probe"),
+    ("parallels", "parallels:probe"),
+    ("bochs", "bochs:probe"),
+    ("cloop", "cloop:probe"),
+    ("dmg", "dmg:probe"),
 )
+
+
+def _qcow(src: Source) -> Match | None:
+    """qcow v1 and qcow2 share their magic; the version tells them apart."""
+    if src.head[:8] == b"QFI\xfb\0\0\0\x01":  # qcow1.is_qcow1: magic, version 1
+        from diskkit.formats import qcow1
+
+        return qcow1.probe(src)
+    from diskkit.formats import qcow2_checks
+
+    return qcow2_checks.probe(src)
+
+
+def _probe(spec: str) -> Probe:
+    """The probe function named by ``spec`` ("module:function"; "qcow:probe" is qcow v1
+    or qcow2 by the header's version), its module imported now."""
+    module, _, func = spec.partition(":")
+    if module == "qcow":
+        return _qcow
+    fn: Probe = getattr(import_module(f"diskkit.formats.{module}"), func)
+    return fn
+
 
 #: Probes whose signature can only sit at offset 0, keyed by the signature's first two
 #: bytes (all distinct): a file runs at most one of them, chosen by one dict look-up. Each
@@ -80,22 +88,28 @@ AT_ZERO: dict[bytes, str] = {
 #: "createType" in the first 4 KiB), VDI's signature @0x40, ustar @257, a VHD footer at the
 #: start or in the tail, and a head long enough to reach the ISO 9660 descriptors.
 ALWAYS = ("vmdk", "vdi", "tar", "vhd", "iso", "dmg")
-_VDI_SIGNATURE = vdi.SIGNATURE.to_bytes(4, "little")
-_ISO_MIN_HEAD = iso.START + iso.SECTOR
+#: The signatures the gates look at, copied here so that a gate costs no import (the
+#: modules' own constants: vmdk.MAGIC, vdi.SIGNATURE, vhd.COOKIE, iso.START + iso.SECTOR,
+#: dmg.MAGIC; tests/formats/test_detect_lazy.py checks they agree).
+_VMDK_MAGIC = b"KDMV"
+_VDI_SIGNATURE = (0xBEDA107F).to_bytes(4, "little")
+_VHD_COOKIE = b"conectix"
+_ISO_MIN_HEAD = 32768 + 2048
+_DMG_MAGIC = b"koly"
 
 
 def _gates(head: bytes, tail: bytes) -> int:
     """Bit i set when ``ALWAYS[i]``'s probe may match (bits, not a list: no allocation)."""
-    return ((head[:4] == vmdk.MAGIC or head[:1] == b"#"
+    return ((head[:4] == _VMDK_MAGIC or head[:1] == b"#"
              or head.find(b"createType", 0, 4096) >= 0)
             | (head[0x40:0x44] == _VDI_SIGNATURE) << 1
             | (head[257:262] == b"ustar") << 2
-            | (head[:8] == vhd.COOKIE or tail[:8] == vhd.COOKIE) << 3
+            | (head[:8] == _VHD_COOKIE or tail[:8] == _VHD_COOKIE) << 3
             | (len(head) >= _ISO_MIN_HEAD) << 4
-            | (tail[:4] == dmg.MAGIC) << 5)
+            | (tail[:4] == _DMG_MAGIC) << 5)
 
 
-_Plan = tuple[tuple[str, Callable[[Source], Match | None]], ...]
+_Plan = tuple[tuple[str, "Probe"], ...]
 #: The probes to run, in PROBES order, for each (offset-0 probe, gates) pair: built on first
 #: use (at most 10 x 32 small tuples), so a detection does one dict look-up.
 _PLANS: dict[tuple[str | None, int], _Plan] = {}
@@ -106,13 +120,12 @@ def _plan(first: str | None, gates: int) -> _Plan:
     plan = _PLANS.get(key)
     if plan is None:
         wanted = {first} | {n for i, n in enumerate(ALWAYS) if gates >> i & 1}
-        plan = _PLANS[key] = tuple((n, p) for n, p in PROBES if n in wanted)
+        plan = _PLANS[key] = tuple((n, _probe(p)) for n, p in PROBES if n in wanted)
     return plan
 
 
 #: Every format name detection can give.
-FORMATS = ("raw", "qcow2", "qed", "vmdk", "vhdx", "vdi", "vhd", "iso", "luks", "gzip", "xz",
-           "zstd", "bzip2", "zip", "tar", "ova")
+FORMATS = registry.names(detected=True)
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,8 @@ def detect(reader: Reader) -> Detection:
         if m is not None:
             matches.append(m)
     if not matches:  # OpenStack's MBR rules apply to the raw disk's first sector
+        from diskkit.formats import partitions, pmbr
+
         return Detection("raw", (), src.size, src.size, (), partitions.note(src),
                          tuple(pmbr.check(head)), src.bytes_read, {})
     primary = matches[0]
@@ -194,6 +209,8 @@ def detect(reader: Reader) -> Detection:
         findings = (_polyglot(matches), *[f for m in matches for f in m.findings])
     # The bytes at the start are the guest's only for raw, iso and a fixed VHD.
     guest_at_zero = fmt == "iso" or details.get("subformat") == "fixed"
+    if guest_at_zero:
+        from diskkit.formats import partitions, pmbr
     table = partitions.note(src) if guest_at_zero else None
     if details.get("subformat") == "fixed":
         findings = (*findings, *pmbr.check(head))

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diskkit.errors import DiskkitError
-from diskkit.guest import bootcfg, cloud, identity, kernels, packages, windows
+from diskkit.guest import packages, windows
 from diskkit.guest.binfmt import elf_arch
 from diskkit.guest.fs.api import GuestFS
 from diskkit.guest.fstab import FstabEntry, read_fstab
@@ -23,6 +23,11 @@ from diskkit.guest.vfs import Source, exists, is_dir, join, listdir, read_bytes,
 from diskkit.layout.inspect import Layout, lv_reader, partition_reader
 from diskkit.layout.model import Filesystem
 from diskkit.readers.base import Reader
+
+# bootcfg, cloud, identity and kernels (initramfs decompressors) are imported when a root is
+# read: a disk with no OS root does not pay for them (CLI start-up, docs/cli.md).
+if TYPE_CHECKING:
+    from diskkit.guest import bootcfg, cloud, kernels
 
 #: Filesystem types a root can be on.
 ROOT_TYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs", "ntfs", "jfs", "reiserfs", "f2fs")
@@ -183,6 +188,8 @@ def read_arch(fs: GuestFS) -> tuple[str | None, Source | None]:
 
 def read_boot(fs: GuestFS, boot_separate: bool) -> BootConfig:
     """grub.cfg, grubenv, BLS entries and /etc/default/grub of a root (with /boot mounted)."""
+    from diskkit.guest import bootcfg
+
     grub = None
     env: dict[str, str] = {}
     env_path = None
@@ -287,6 +294,8 @@ def inspect_root(fs: GuestFS, *, location: str = "tree", layout: Layout | None =
                       windows=w, evidence=ev, notes=w.problems)
     if not is_linux_root(fs):
         return None
+    from diskkit.guest import cloud, identity, kernels
+
     fstab = read_fstab(fs, layout)
     mountpoints = {e.mountpoint: e.location for e in fstab if e.location and
                    e.mountpoint.startswith("/")}

@@ -10,7 +10,6 @@ specification (cited per probe); every length read from the image is bounded bef
 from __future__ import annotations
 
 import struct
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,8 @@ def _text(raw: bytes) -> str | None:
 
 
 def _uuid(raw: bytes) -> str | None:
+    import uuid  # here: uuid imports platform; a disk without filesystems need not (start-up)
+
     return None if raw == b"\0" * 16 else str(uuid.UUID(bytes=bytes(raw)))
 
 

@@ -12,7 +12,6 @@ The backup header sits at the last LBA of the disk; after a volume is grown it i
 from __future__ import annotations
 
 import struct
-import uuid
 import zlib
 from dataclasses import dataclass
 
@@ -82,6 +81,8 @@ def detect_from_backup(reader: Reader) -> int | None:
 
 def guid(raw: bytes) -> str:
     """Canonical uppercase form of a GUID stored mixed-endian (as UEFI stores them)."""
+    import uuid  # here: uuid imports platform; a disk without GPT need not (start-up)
+
     return str(uuid.UUID(bytes_le=bytes(raw))).upper()
 
 

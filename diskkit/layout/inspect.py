@@ -8,13 +8,16 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diskkit.errors import ImageError, UserError
 from diskkit.findings import Evidence, Finding, Severity
-from diskkit.layout import filesystems, gpt, lvm, mbr
+from diskkit.layout import filesystems, gpt, mbr
 from diskkit.layout.model import Filesystem, Partition
 from diskkit.readers.base import Extent, Reader, SliceReader
+
+if TYPE_CHECKING:  # imported where a PV is found: a disk without LVM does not load it
+    from diskkit.layout import lvm
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ def lv_reader(reader: Reader, layout: Layout, path: str) -> Reader:
                 break
     if found is None:
         raise UserError(f"no logical volume {path!r} on {reader.name}", code="no-such-lv")
+    from diskkit.layout import lvm
+
     pieces = lvm.lv_pieces(*found)
     return ConcatReader(reader, pieces, f"{reader.name} lv {found[1].path}")
 
@@ -180,6 +185,10 @@ def _disk_filesystems(reader: Reader, table: str | None,
 def _lvm(reader: Reader, fss: list[Filesystem], findings: list[Finding]
          ) -> tuple[Any, list[Filesystem]]:
     """LVM metadata of the PVs among ``fss`` and the filesystems on its LVs."""
+    if not any(fs.type == "LVM2_member" for fs in fss):
+        return None, []
+    from diskkit.layout import lvm
+
     labels = []
     for fs in fss:
         if fs.type == "LVM2_member" and fs.offset is not None:

@@ -28,8 +28,8 @@ def _every_probe(data: bytes) -> tuple[str, ...] | None:
     """The formats every probe matches when all run (no dispatch), or None on an error."""
     src = Source.from_bytes(data)
     try:
-        return tuple(m.format for _n, probe in detect_mod.PROBES
-                     if (m := probe(src)) is not None)
+        return tuple(m.format for _n, spec in detect_mod.PROBES
+                     if (m := detect_mod._probe(spec)(src)) is not None)
     except DiskkitError:
         return None
 
