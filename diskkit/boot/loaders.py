@@ -17,6 +17,14 @@ module follows that loader's own rules, each read from its source (docs/boot-loa
   and jumps only when the u32 at offset 64 of what it loaded is 0x7078C0FB, the hybrid
   signature of isolinux.bin; else "isolinux.bin missing or corrupt."
 
+- install-mbr (Debian's ``mbr`` package; parameters as ``install-mbr --list`` shows them):
+  a parameter block before the disk signature: the enabled keys at 0x1AE, the interrupt
+  bits and the default at 0x1AF (low 3 bits: 0-3 partition 1-4, 4 the floppy, 7 "D", the
+  partition with the active flag), the timeout in 1/18 s at 0x1B0 (0xFFFF: "Interrupt:
+  Always", the prompt waits for a key), the drive at 0x1B2, the version at 0x1B4. Without a
+  key press it loads the default partition's first sector; no 55 AA (or none to load): its
+  prompt, waiting for a key.
+
 Pure and bounded: a Reader and the partition table in, a frozen :class:`MbrStep` out.
 """
 
@@ -73,7 +81,8 @@ class MbrStep:
 
 def variant(code: BootCode, sector: bytes) -> str | None:
     """The loader whose rules apply to ``sector`` (already identified as ``code``):
-    "syslinux-mbr", "syslinux-altmbr", "syslinux-gptmbr", "isohdpfx" or None."""
+    "syslinux-mbr", "syslinux-altmbr", "syslinux-gptmbr", "isohdpfx", "install-mbr" or
+    None."""
     if code.loader == "syslinux":
         desc = code.description
         if "altmbr" in desc:
@@ -85,6 +94,8 @@ def variant(code: BootCode, sector: bytes) -> str | None:
         return None
     if code.loader == "isohybrid" and sector[:2] == b"\x33\xed":
         return "isohdpfx"
+    if code.loader == "install-mbr" and sector[0x1B4] == 2:  # parameter block version 2
+        return "install-mbr"
     return None
 
 
@@ -241,6 +252,42 @@ def _isohdpfx(disk: Reader, sector0: bytes) -> MbrStep:
                    "signature present)", "isolinux.bin", lba * 512)
 
 
+def _install_mbr(disk: Reader, sector0: bytes, parts: Sequence[Partition]) -> MbrStep:
+    name = "install-mbr"
+    default = sector0[0x1AF] & 0x07
+    timeout = struct.unpack_from("<H", sector0, 0x1B0)[0]
+    label = {4: "F (the floppy)", 7: "D (the active partition)"}.get(default, str(default + 1))
+    rule = f"boots its default partition ({label}, byte 0x1AF) after its timeout unless a key " \
+        "is pressed"
+    fix = "set the default partition: install-mbr --keep --partition N IMAGE (and " \
+        "--interrupt s, not 'a', for an unattended boot)"
+    if timeout == 0xFFFF:
+        return MbrStep(name, rule, False, "its prompt is set to 'Always' (timeout 0xFFFF): it "
+                       "waits for a key press", message=None, code="mbr-prompt-waits", fix=fix)
+    if default == 4 or default in (5, 6):
+        return MbrStep(name, rule, False, f"its default is {label}, not a partition of this "
+                       "disk: it shows its prompt and waits", code="mbr-default-not-on-disk",
+                       fix=fix)
+    if default == 7:
+        active = [n for n, status, _t, _s in _primary(sector0) if status & 0x80]
+        if not active:
+            return MbrStep(name, rule, False, "its default is the active partition and none is "
+                           "active: it shows its prompt and waits", code="no-active-partition",
+                           fix=_ACTIVE_FIX + ", or install-mbr --keep --partition N IMAGE")
+        number = active[0]
+    else:
+        number = default + 1
+    part = _by_number(parts, number)
+    if part is None or _primary(sector0)[number - 1][2] == 0:
+        return MbrStep(name, rule, False, f"its default, partition {number}, is an empty slot: "
+                       "it shows its prompt and waits", code="mbr-default-not-on-disk",
+                       fix=fix, partition=number)
+    step = _load(disk, name, rule, part, f"loads its default partition {number}")
+    if step.boots is False:  # a disk error or no 55 AA: the prompt, not a message
+        return MbrStep(**{**step.__dict__, "message": None})
+    return step
+
+
 def follow_mbr(disk: Reader, sector0: bytes, code: BootCode,
                parts: Sequence[Partition]) -> MbrStep | None:
     """Follow the MBR code in ``sector0`` one step (None: not a loader whose rules are here)."""
@@ -253,4 +300,6 @@ def follow_mbr(disk: Reader, sector0: bytes, code: BootCode,
         return _gptmbr(disk, parts)
     if kind == "isohdpfx":
         return _isohdpfx(disk, sector0)
+    if kind == "install-mbr":
+        return _install_mbr(disk, sector0, parts)
     return None
