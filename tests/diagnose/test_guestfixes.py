@@ -34,7 +34,7 @@ def test_fstab_fix_is_one_sed_inside_the_guest() -> None:
     words = _words(fix.commands[1])
     assert words[:5] == ["virt-customize", "--format", "qcow2", "-a", "FIXED.qcow2"]
     assert words[5:] == ["--run-command", "sed -i '4s|.*|UUID=0b5e55ed-0000-4000-8000-"
-                         "00000000da7a /srv/data ext4 nofail 0 2|' /etc/fstab"]
+                         "00000000da7a /srv/data ext4 defaults,nofail 0 2|' /etc/fstab"]
 
 
 @pytest.mark.parametrize("spec", ["UUID=x;reboot", "LABEL=$(reboot)", "UUID=a'b", "/dev/x|y",
