@@ -153,30 +153,59 @@ def _start_time(pid: int) -> str | None:
     return fields[19]
 
 
-def _record_server(proc: subprocess.Popen[bytes], argv: Sequence[str],
-                   dirs: Sequence[str]) -> pathlib.Path | None:
-    """Write down a spawned server (pid, start time, owner, private directories) in
-    ``<run root>/servers/`` so ``diskkit cleanup`` can end it after a crash. Best effort: an
-    unwritable run directory only costs that safety net."""
+def _record_server(argv: Sequence[str], dirs: Sequence[str]) -> pathlib.Path | None:
+    """Write down a server about to be spawned (owner, private directories; its pid once
+    known, :func:`_record_pid`) in ``<run root>/servers/`` so ``diskkit cleanup`` can end it
+    and remove its directories after a crash. Written *before* the server starts, so a kill
+    at any moment after leaves a record. Best effort: an unwritable run directory only costs
+    that safety net."""
     try:
         d = run_root() / "servers"
-        path = d / f"{proc.pid}-{secrets.token_hex(3)}.json"
+        path = d / f"{os.getpid()}-{secrets.token_hex(4)}.json"
         for attempt in (1, 2):  # another diskkit may remove the empty directory meanwhile
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
-                path.touch(mode=0o600)
-                break
+                _write_record(path, {
+                    "pid": None, "start": None, "argv": list(argv), "owner": os.getpid(),
+                    "owner_start": _start_time(os.getpid()),
+                    "dirs": [os.path.abspath(x) for x in dirs]})
+                return path
             except FileNotFoundError:
                 if attempt == 2:
                     raise
-        path.write_text(json.dumps({
-            "pid": proc.pid, "start": _start_time(proc.pid), "argv": list(argv),
-            "owner": os.getpid(), "owner_start": _start_time(os.getpid()),
-            "dirs": [os.path.abspath(x) for x in dirs]}))
-        return path
     except OSError as exc:
-        log.debug("cannot record server %s: %s", proc.pid, exc)
-        return None
+        log.debug("cannot record server %s: %s", argv[0], exc)
+    return None
+
+
+def _write_record(path: pathlib.Path, info: dict[str, Any]) -> None:
+    """Write a record whole (a temporary name, then rename: cleanup reads only *.json)."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(info))
+    os.replace(tmp, path)
+
+
+def _record_pid(path: pathlib.Path | None, pid: int) -> None:
+    """Add the started server's pid and start time to its record."""
+    if path is None:
+        return
+    try:
+        info = json.loads(path.read_text())
+        info.update(pid=pid, start=_start_time(pid))
+        _write_record(path, info)
+    except (OSError, ValueError) as exc:
+        log.debug("cannot record server pid %s: %s", pid, exc)
+
+
+def _drop_record(path: pathlib.Path | None) -> None:
+    if path is None:
+        return
+    with contextlib.suppress(OSError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # only when no other server is recorded
 
 
 def _alive(pid: Any, start: Any) -> bool:
@@ -225,6 +254,11 @@ def reap_servers() -> list[dict[str, Any]]:
             rec.unlink()
         argv = info.get("argv") or ["?"]
         out.append({"pid": pid, "program": str(argv[0]), "killed": killed, "removed": removed})
+    for tmp in sorted(d.glob("*.tmp")) if d.is_dir() else []:  # a record half-written
+        owner = tmp.name.split("-", 1)[0]
+        if not (owner.isdigit() and _start_time(int(owner)) is not None):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     with contextlib.suppress(OSError):
         d.rmdir()
     out += _orphan_dirs()
@@ -379,6 +413,7 @@ def spawn(
         full_env = dict(os.environ)
         full_env.update(env)
     log.info("spawn: %s", _fmt(argv))
+    record = _record_server(argv, dirs)
     try:
         proc = subprocess.Popen(
             [exe, *argv[1:]],
@@ -391,17 +426,17 @@ def spawn(
             preexec_fn=_child_setup(),  # prctl only: no lock taken
         )
     except FileNotFoundError as exc:
+        _drop_record(record)
         raise _missing(argv[0]) from exc
-    record = _record_server(proc, argv, dirs)
+    except BaseException:
+        _drop_record(record)
+        raise
+    _record_pid(record, proc.pid)
     try:
         yield proc
     finally:
         _kill_group(proc)
-        if record is not None:
-            with contextlib.suppress(OSError):
-                record.unlink()
-            with contextlib.suppress(OSError):
-                record.parent.rmdir()  # only when no other server is recorded
+        _drop_record(record)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
