@@ -46,6 +46,10 @@ class BootCode:
     #: The first 8 bytes and bytes 0x80-0x81, as evidence (hex).
     first_bytes: str = ""
     bytes_80: str = ""
+    #: Sector 0 is a partition boot sector (a FAT/NTFS BIOS parameter block: a
+    #: "superfloppy", the whole disk one filesystem): the code is the boot loader itself and
+    #: loads no other sector of a partition table.
+    superfloppy: bool = False
 
     @property
     def known(self) -> bool:
@@ -64,6 +68,7 @@ class BootCode:
             "sha256": self.sha256,
             "first_bytes": self.first_bytes,
             "bytes_80": self.bytes_80,
+            "superfloppy": self.superfloppy,
         }
 
 
@@ -205,6 +210,17 @@ def _match_vbr(sector: bytes) -> tuple[str, str] | None:
     return _match_mbr(sector)
 
 
+def has_bpb(sector: bytes) -> bool:
+    """A FAT/NTFS boot sector: a short or near jump over a BIOS parameter block whose bytes
+    per sector (0x0B) is a power of two from 512 to 4096 and whose sectors per cluster (0x0D)
+    is a power of two (what a BIOS boot sector of a filesystem, not an MBR, starts with)."""
+    if not ((sector[0] == 0xEB and sector[2] == 0x90) or sector[0] == 0xE9):
+        return False
+    bps = int.from_bytes(sector[0x0B:0x0D], "little")
+    spc = sector[0x0D]
+    return bps in (512, 1024, 2048, 4096) and spc != 0 and spc & (spc - 1) == 0
+
+
 def identify(sector: bytes, *, where: str = "mbr", offset: int = 0,
              vbr: bool = False) -> BootCode:
     """Identify the boot code in the 512-byte ``sector`` (short input is zero-padded).
@@ -218,10 +234,16 @@ def identify(sector: bytes, *, where: str = "mbr", offset: int = 0,
     code = sector[:3] + sector[0x5A:SIGNATURE_OFFSET] if vbr else sector[:MBR_CODE_END]
     code_zero = code.count(0) == len(code)
     digest = sha256(code).hexdigest()
+    superfloppy = False
     if code_zero:
         loader, desc = "none", "no boot code (all zeros)"
     else:
         hit = _match_vbr(sector) if vbr else _match_mbr(sector)
+        if hit is None and not vbr and has_bpb(sector):
+            # Not an MBR: a filesystem's boot sector at sector 0 (mkfs.fat, syslinux on a
+            # whole-disk FAT): judge it by the partition boot sector rules.
+            hit = _match_vbr(sector)
+            superfloppy = hit is not None
         loader, desc = hit if hit else ("unknown", "unknown boot code")
     return BootCode(
         where=where,
@@ -233,4 +255,5 @@ def identify(sector: bytes, *, where: str = "mbr", offset: int = 0,
         sha256=digest,
         first_bytes=sector[:8].hex(),
         bytes_80=sector[0x80:0x82].hex(),
+        superfloppy=superfloppy,
     )

@@ -137,8 +137,9 @@ def bios_disk(f: Facts) -> Verdict:
         return False, "sector 0 has the signature but no boot code", [_no_code(
             f, "sector 0 has 55 AA but its code area is all zeros: SeaBIOS jumps to it and "
             "nothing happens")]
-    if b.mbr_step is not None:  # the loader's own rules (diskkit.boot.loaders)
-        return _follow_step(f, b.mbr_step)
+    judged = _by_loader_rules(f)
+    if judged is not None:
+        return judged
     blocking = [x for x in b.findings if (x.code.startswith("grub-") and x.severity >=
                 Severity.ERROR) or x.code == "grub-normal-mod-missing"]
     if mbr.loader == "grub2":
@@ -165,6 +166,20 @@ def bios_disk(f: Facts) -> Verdict:
             f, "sector 0 is a FAT boot sector made by mkfs.fat: its code only prints 'This "
             "is not a bootable disk'")]
     return None, f"cannot tell: {mbr.description} is not followed by diskkit", []
+
+
+def _by_loader_rules(f: Facts) -> Verdict | None:
+    """Sector 0's code judged by what it does (docs/boot-loaders.md): a filesystem boot sector
+    at sector 0 (superfloppy) runs its loader; an MBR loader with its own rules follows them."""
+    b = f.boot
+    assert b is not None and b.mbr is not None
+    mbr = b.mbr
+    if mbr.superfloppy and mbr.loader not in ("mkfs-fat-stub", "grub2"):
+        return True, f"the whole disk is one filesystem whose boot sector is {mbr.description}: " \
+            "SeaBIOS runs that boot loader directly", []
+    if b.mbr_step is not None:  # the loader's own rules (diskkit.boot.loaders)
+        return _follow_step(f, b.mbr_step)
+    return None
 
 
 def _chainload(f: Facts) -> Verdict:

@@ -115,6 +115,19 @@ def case_installmbr_default_active_none(tmp: pathlib.Path) -> pathlib.Path:
     return _install_mbr(tmp, "imbr-d", _TWO_PARTS, "--timeout", "9")
 
 
+def case_superfloppy_syslinux(tmp: pathlib.Path) -> pathlib.Path:
+    """No partition table: the whole disk is a FAT with SYSLINUX's boot sector at sector 0."""
+    return _syslinux_fat(tmp, "superfloppy", 32 * MiB)
+
+
+def case_superfloppy_mkfs_stub(tmp: pathlib.Path) -> pathlib.Path:
+    """The whole disk is a FAT straight from mkfs.fat: its stub says it is not bootable."""
+    fat = tmp / "stub.fat"
+    _sh("truncate", "-s", str(32 * MiB), fat)
+    _sh("mkfs.fat", "-F", "16", fat)
+    return fat
+
+
 def _gpt_disk(tmp: pathlib.Path, name: str, legacy_bootable: bool,
               size: int = 64 * MiB) -> pathlib.Path:
     img = tmp / f"{name}.img"
@@ -396,6 +409,10 @@ def test_the_stopping_message_is_the_loaders_own(firmware_runs: dict[str, dict[s
         if r["boot"].booted is not False or name.startswith(("uefi-", "installmbr-")):
             continue  # OVMF's shell, install-mbr's prompt: no message of their own
         screen = r["boot"].screen + r["boot"].console
+        if name.startswith("superfloppy-"):  # mkfs.fat's stub, in its own words
+            if "This is not a bootable disk" not in screen:
+                wrong.append((name, "This is not a bootable disk", screen[-300:]))
+            continue
         if name.startswith("grub-"):  # core.img's own end: GRUB's rescue shell
             if "grub rescue>" not in screen or "rescue" not in _verdict(r["path"]).reason:
                 wrong.append((name, "grub rescue>", screen[-300:]))
