@@ -12,6 +12,10 @@
   with neither it fails ("Failed to open \\EFI\\BOOT\\grubx64.efi - Not Found") and the
   firmware goes on to its next option (the EFI shell, or nothing).
 
+- The EFI shell (OVMF's last boot option, in the builds without Secure Boot) runs
+  ``\\startup.nsh`` after a 5-second countdown (ShellPkg): a script naming a ``.efi`` file
+  that is on the filesystem starts that loader.
+
 Pure and bounded: at most :data:`MAX_LOADER_READ` bytes of BOOTX64.EFI are read.
 """
 
@@ -98,6 +102,8 @@ def judge_uefi(disk: Reader, sector0: bytes, table: str | None, sector_size: int
                         "protective-mbr-missing",
                         "write a protective MBR: sfdisk --dump IMAGE > gpt.txt && sfdisk "
                         "IMAGE < gpt.txt (sfdisk writes one with the GPT it restores)")
+    if not any(e.removable_x64 for e in esps):
+        return _startup_nsh(disk, esps)
     for esp in esps:
         if not esp.removable_x64:
             continue
@@ -119,4 +125,40 @@ def judge_uefi(disk: Reader, sector0: bytes, table: str | None, sector_size: int
                         "copy the distribution's grubx64.efi (and fbx64.efi) into "
                         "\\EFI\\BOOT\\ beside shim, or run grub-install --removable",
                         loader="shim")
+    return None
+
+
+#: startup.nsh is read up to this size.
+MAX_SCRIPT = 64 << 10
+
+
+def _startup_nsh(disk: Reader, esps: Sequence[EspInfo]) -> UefiStep | None:
+    """No removable loader: OVMF ends in its EFI shell, which runs \\startup.nsh."""
+    from diskkit.boot.fat import FatFs
+
+    for esp in esps:
+        try:
+            fs = FatFs(SliceReader(disk, esp.offset, esp.size, name=f"{disk.name} {esp.where}"))
+            entry = fs.lookup("/startup.nsh")
+            if entry is None or entry.is_dir:
+                continue
+            script = fs.read_file(entry, limit=MAX_SCRIPT).decode("latin-1", "replace")
+            named = []
+            for word in script.replace("\r", " ").split():
+                if word.lower().endswith(".efi"):
+                    path = word.split(":", 1)[-1] if ":" in word else word
+                    named.append((word, "/" + path.replace("\\", "/").lstrip("/")))
+            found = [w for w, p in named if fs.lookup(p) is not None]
+        except (ImageError, struct.error, ValueError):
+            continue
+        if found:
+            return UefiStep(True, f"no \\EFI\\BOOT\\BOOTX64.EFI, but the EFI shell (Secure "
+                            f"Boot off) runs \\startup.nsh in {esp.where}, which starts "
+                            f"{found[0]}", loader="startup.nsh")
+        if named:
+            return UefiStep(False, f"the EFI shell runs \\startup.nsh in {esp.where}, and the "
+                            f"loader it names ({named[0][0]}) is not on that filesystem",
+                            "startup-nsh-loader-missing",
+                            "install the fallback loader (grub-install --removable), or fix "
+                            "the path in startup.nsh", loader="startup.nsh")
     return None

@@ -27,8 +27,10 @@ _FIRMWARE_MESSAGES = re.compile(
     r"(Boot failed: [^\r\n]*|No bootable device\.?|Booting from [^\r\n]*|"
     r"BdsDxe: [^\r\n]*|Could not read from CDROM[^\r\n]*)")
 #: OVMF with nothing to boot says so, or falls back to its built-in EFI shell.
-_NOTHING = re.compile(r"No bootable device|No bootable option or device was found|"
-                      r"BdsDxe: starting Boot[0-9A-F]{4} \"EFI Internal Shell\"")
+_NOTHING = re.compile(r"No bootable device|No bootable option or device was found")
+#: The EFI shell: with Secure Boot off it runs \startup.nsh after a 5-second countdown, which
+#: may start a loader; only when nothing follows is it "no-bootable-device" (provisional).
+_SHELL = re.compile(r"BdsDxe: starting Boot[0-9A-F]{4} \"EFI Internal Shell\"")
 #: SeaBIOS jumped to boot code (boot.c call_boot_entry: "Booting from %04x:%04x").
 _JUMPED = re.compile(r"Booting from [0-9a-fA-F]{4}:[0-9a-fA-F]{4}|BdsDxe: starting Boot")
 
@@ -92,6 +94,8 @@ def observe(firmware_log: str, console: str, screen: str, *,
         return Observation(None, "bootloader-reached", loader, messages)
     if _NOTHING.search(text):
         return Observation("no-bootable-device", None, None, messages)
+    if _SHELL.search(text):
+        return Observation(None, "no-bootable-device", None, messages)
     if _JUMPED.search(text):
         return Observation(None, "boot-code-ran", None, messages)
     return Observation(None, None, None, messages)
@@ -219,6 +223,6 @@ def observe_os(fw: Observation, console: str, screen: str) -> OsObservation:
             return OsObservation(fw.outcome, None, stage, evidence)
         if fw.loader == "grub" and _GRUB_ERROR.search(text):
             return OsObservation(None, "grub-error", stage, evidence)
-        if fw.provisional == "boot-code-ran":
-            return OsObservation(None, "boot-code-ran", stage, evidence)
+        if fw.provisional in ("boot-code-ran", "no-bootable-device"):
+            return OsObservation(None, fw.provisional, stage, evidence)
     return OsObservation(None, None, stage, evidence)

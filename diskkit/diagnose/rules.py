@@ -292,9 +292,9 @@ def uefi_disk(f: Facts) -> Verdict:
     found = [e for e in b.esp if e.removable_x64]
     if b.eltorito is not None:
         found += [x.efi for x in b.eltorito.efi_entries if x.efi and x.efi.removable_x64]
+    if u is not None and u.boots and (found or u.loader == "startup.nsh"):
+        return True, u.reason, []
     if found:
-        if u is not None and u.boots:
-            return True, u.reason, []
         return True, f"\\EFI\\BOOT\\BOOTX64.EFI found in {found[0].where}", []
     no_loader = [x for x in b.findings if x.code == "esp-without-removable-loader"]
     if no_loader:

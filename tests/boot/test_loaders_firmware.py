@@ -346,6 +346,30 @@ def case_uefi_shim_alone(tmp: pathlib.Path) -> pathlib.Path:
     return _esp_disk(tmp, "shim-alone", {"BOOTX64.EFI": SHIM})
 
 
+def _shell_disk(tmp: pathlib.Path, name: str, script: str) -> pathlib.Path:
+    """An ESP without \\EFI\\BOOT\\BOOTX64.EFI: GRUB as \\EFI\\debian\\grubx64.efi and a
+    \\startup.nsh holding ``script``."""
+    img = _esp_disk(tmp, name, {})
+    nsh = tmp / f"{name}.nsh"
+    nsh.write_text(script)
+    fat = tmp / f"{name}.fat"  # _esp_disk's FAT, written again with the other files
+    _sh("mmd", "-i", fat, "::/EFI/debian")
+    _sh("mcopy", "-i", fat, _grub_efi(tmp), "::/EFI/debian/grubx64.efi")
+    _sh("mcopy", "-i", fat, nsh, "::/startup.nsh")
+    _put(img, 1 * MiB, fat.read_bytes())
+    return img
+
+
+def case_uefi_shell_startup_nsh(tmp: pathlib.Path) -> pathlib.Path:
+    """No removable loader; startup.nsh starts \\EFI\\debian\\grubx64.efi: GRUB runs."""
+    return _shell_disk(tmp, "nsh-ok", "FS0:\r\n\\EFI\\debian\\grubx64.efi\r\n")
+
+
+def case_uefi_shell_startup_nsh_wrong_path(tmp: pathlib.Path) -> pathlib.Path:
+    """startup.nsh names a loader that is not there: the shell prompt, nothing boots."""
+    return _shell_disk(tmp, "nsh-bad", "FS0:\r\n\\EFI\\fedora\\grubx64.efi\r\n")
+
+
 CASES: dict[str, Callable[[pathlib.Path], pathlib.Path]] = {
     name[len("case_"):].replace("_", "-"): fn for name, fn in dict(globals()).items()
     if name.startswith("case_")}
