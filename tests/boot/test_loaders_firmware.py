@@ -501,3 +501,23 @@ def test_missing_backing_file_is_why_qemu_will_not_start(tmp_path: pathlib.Path)
     d = diagnose(str(child))
     assert d.will_boot is False and d.cause is not None
     assert d.cause.code == "backing-file-missing" and "qemu will not start" in d.reason
+
+
+@pytest.mark.parametrize(("name", "layout_code"), [
+    ("gptmbr-partition-beyond-end", "partition-beyond-disk"),
+    ("grub-prefix-partition-beyond-end", "partition-beyond-disk"),
+    ("uefi-grub-without-protective-mbr", "gpt-protective-mbr-missing"),
+])
+def test_diagnose_shows_the_deciding_layout_finding(name: str, layout_code: str,
+                                                    tmp_path: pathlib.Path) -> None:
+    """The layout finding behind the verdict is listed with diagnose's own cause (the boots
+    themselves are compared in test_diagnose_agrees_with_seabios)."""
+    from diskkit.layout import inspect_layout
+    from diskkit.readers.raw import FileReader
+
+    img = CASES[name](tmp_path)
+    with FileReader(str(img)) as r:
+        assert layout_code in [x.code for x in inspect_layout(r).findings]  # what layout says
+    d = _verdict(img, name)
+    codes = [x.code for x in d.findings]
+    assert d.will_boot is False and layout_code in codes, codes
