@@ -57,6 +57,9 @@ class CheckReport:
     safe: bool
     #: The JSON document (the report's keys plus declared_format and Glance's verdict).
     data: dict[str, Any] = field(default_factory=dict)
+    #: The inspection report the verdict comes from; None when the header was too damaged
+    #: to read (the findings say so).
+    report: ImageReport | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (docs/json.md, ``check``)."""
@@ -91,7 +94,7 @@ def check(target: str, disk_format: str | None = None) -> CheckReport:
     data["glance_accepts"] = glance.accepts if glance else None
     data["nova_accepts"] = glance.nova_accepts if glance else None
     data["glance"] = glance.to_dict() if glance else None
-    return CheckReport(target, disk_format, report.findings, report.safe, data)
+    return CheckReport(target, disk_format, report.findings, report.safe, data, report)
 
 
 def validate(target: str, *, disk_format: str | None = None,

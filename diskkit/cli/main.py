@@ -69,12 +69,27 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Signalled(signum)
 
 
+def _untranslated(argparse: Any) -> None:
+    """argparse passes each of its texts through gettext, and gettext looks for a message
+    catalog on disk at every call (60-odd stat walks while the parser is built: several ms
+    per start). When the locale has no catalog for the current domain, every such call
+    returns its text unchanged: say so to argparse once, which is the same output."""
+    import gettext
+
+    domain = gettext.textdomain()
+    if gettext.find(domain, gettext.bindtextdomain(domain)) is None:
+        argparse._ = lambda message: message
+        argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or with ``only``, the arguments of that one command
     (``only=""``: of none; the top-level help needs only the names): a faster start."""
     import argparse
 
     from diskkit.cli.commands import COMMANDS
+
+    _untranslated(argparse)
 
     class Formatter(argparse.HelpFormatter):
         """argparse makes a formatter per argument added; asking the terminal's width once
@@ -114,6 +129,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="_command", metavar="COMMAND", title="commands",
                                 parser_class=Parser)
     for name, (_where, help_text, args) in COMMANDS.items():
+        if only in COMMANDS and name != only:
+            continue  # parsing one known command needs only its parser (no help lists all)
         p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if only is not None and name != only:
             continue

@@ -21,6 +21,7 @@ def _print(result: ScanResult) -> None:
     from rich.table import Table
 
     from diskkit.cli.output import console
+    from diskkit.rbd.chain import raw_like
     from diskkit.rbd.scan import BOOT_METHOD
 
     where = result.pool + (f"/{result.namespace}" if result.namespace else "")
@@ -33,7 +34,7 @@ def _print(result: ScanResult) -> None:
             table.add_row(r.image, "", "", "[red]error[/red]", r.error, "", "")
             continue
         fmt = r.format or "?"
-        if r.raw is False and r.format not in ("raw", "iso"):
+        if r.raw is False and not raw_like(r.format):
             fmt = f"[red]{fmt}[/red]"
         parent = r.parent or ""
         if r.parent and r.parent_format:
@@ -50,9 +51,10 @@ def _print(result: ScanResult) -> None:
         console.print(f"[red]{len(bad)} image(s) whose bytes are not raw[/red] (cannot be "
                       "cloned copy-on-write, will not boot as volumes):")
         for r in bad:
-            own = r.format not in ("raw", "iso")
+            own = not raw_like(r.format)
             why = f"holds {r.format}" if own else f"parent {r.parent} holds {r.parent_format}"
-            if own and r.parent and r.parent_format not in (None, "raw", "iso"):
+            if own and r.parent and r.parent_format is not None \
+                    and not raw_like(r.parent_format):
                 why += f" (clone of {r.parent}, whose chain holds {r.parent_format})"
             console.print(f"  {r.spec}: {why}", markup=False)
     else:

@@ -9,8 +9,11 @@ from diskkit.formats import registry
 UEFI_PROPERTIES = "--property hw_firmware_type=uefi --property hw_machine_type=q35"
 
 
-#: qemu drivers whose images can name a backing file that ``qemu-img convert`` would open.
-_BACKING_DRIVERS = frozenset({"qcow2", "qed", "vmdk", "qcow"})
+def _names_backing(qfmt: str) -> bool:
+    """True when qemu's ``qfmt`` driver follows a backing file the image names (the
+    registry's ``qemu_backing``), which ``qemu-img convert`` would open."""
+    info = registry.by_qemu(qfmt)
+    return info is not None and info.qemu_backing
 
 
 def qemu_source(qfmt: str, path: str) -> str:
@@ -18,7 +21,7 @@ def qemu_source(qfmt: str, path: str) -> str:
     formats that can name a backing file, a ``json:`` filename with ``"backing": null`` and the
     ``file`` protocol driver, so qemu opens no file the image names (the guest then loses
     what a backing file held, which a hostile image must not get anyway)."""
-    if qfmt in _BACKING_DRIVERS:
+    if _names_backing(qfmt):
         return ("'json:{\"driver\": \"" + qfmt + "\", \"backing\": null, \"file\": "
                 "{\"driver\": \"file\", \"filename\": \"" + path + "\"}}'")
     return f"-f {qfmt} {path}"
@@ -31,7 +34,7 @@ def container_as_raw(fmt: str) -> str:
     return (f"convert it and upload the result as raw: qemu-img convert -O raw "
             f"{qemu_source(qfmt, f'IMAGE.{fmt}')} IMAGE.raw"
             + (" (this form opens no backing file the image names)"
-               if qfmt in _BACKING_DRIVERS else "")
+               if _names_backing(qfmt) else "")
             + " && openstack image create --disk-format raw "
             "--container-format bare --file IMAGE.raw NAME (or upload the original with "
             f"--disk-format {fmt}); then create the volume again from it: openstack volume "

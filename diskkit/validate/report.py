@@ -78,35 +78,27 @@ class Validation:
 
 
 def _describe(container: Reader, t: Target, up: Upload, v: Validation) -> None:
-    """Open the guest disk, read layout, boot and guest OS; fill readiness and properties."""
-    from diskkit.boot import inspect_boot
-    from diskkit.disk import disk_from
-    from diskkit.layout.inspect import inspect_layout
+    """Open the guest disk through the inspection pipeline (:class:`diskkit.pipeline.
+    Inspection`, lent ``container``: it stays the caller's), read layout, boot and guest OS;
+    fill readiness and properties. A disk or layout that cannot be read raises its error."""
+    from diskkit.pipeline import Inspection
 
     det = up.detection
     assert det is not None
-    try:
-        disk = disk_from(container, t, det)
-    except BaseException:
-        container.close()
-        raise
-    layout = boot = guest = None
-    try:
-        layout = inspect_layout(disk)
-        try:
-            boot = inspect_boot(disk, layout)
-        except (ImageError, HostError) as exc:
-            v.notes.append(f"boot code not read: {exc}")
-        try:
-            from diskkit.guest import inspect_guest
-
-            guest = inspect_guest(disk, layout)
+    with Inspection(t, container=container) as insp:
+        layout, disk = insp.layout, insp.disk
+        if layout is None or disk is None:
+            raise insp.error("layout") or ImageError(f"{t.display}: the guest disk cannot "
+                                                     "be read", code="image-unreadable")
+        boot = insp.boot
+        if boot is None and insp.error("boot") is not None:
+            v.notes.append(f"boot code not read: {insp.error('boot')}")
+        guest = insp.guest
+        if guest is not None:
             v.guest = guest.to_dict()
-        except (ImageError, HostError, ImportError) as exc:
-            v.notes.append(f"guest operating system not read: {exc}")
+        elif insp.error("guest") is not None:
+            v.notes.append(f"guest operating system not read: {insp.error('guest')}")
         v.readiness, firmware = readiness(layout, boot, guest, disk.size)
-    finally:
-        disk.close()
     name = os.path.basename(t.path or t.display).rsplit(".", 1)[0] or "image"
     v.properties = suggest(disk_format=up.declared or up.disk_format,
                            container_format=None, layout=layout, guest=guest,
@@ -128,7 +120,6 @@ def validate(target: str | Target, *, disk_format: str | None = None,
         return _vvfat(target, cloud)
     t = parse_target(target) if isinstance(target, str) else target
     container = open_container(t)
-    owned = True
     try:
         path = t.path if t.kind == "file" else None
         up = check_upload(container, path, disk_format)
@@ -136,7 +127,6 @@ def validate(target: str | Target, *, disk_format: str | None = None,
         if up.glance is None:
             v.notes.append("Glance's verdict needs a local file: oslo.utils was not run")
         if guest and _opens(up):
-            owned = False  # disk_from takes the container over
             try:
                 _describe(container, t, up, v)
             except ImageError as exc:  # the header passed, the tables behind it did not
@@ -153,8 +143,7 @@ def validate(target: str | Target, *, disk_format: str | None = None,
                            "or not readable without a key or unpacking")
         _finish(v, t, path, disk_format, container_format)
     finally:
-        if owned:
-            container.close()
+        container.close()
     return v
 
 

@@ -10,6 +10,7 @@ The figures are in docs/benchmarks.md ("Start-up", ``python -m bench.startup``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import subprocess
@@ -99,3 +100,21 @@ def test_console_script_loads_no_package_metadata() -> None:
              if line.startswith("import time:")}
     assert "diskkit.cli.main" in names
     assert not names & {"importlib.metadata", "pkg_resources", "diskkit.pipeline", "rich"}
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_the_one_command_parser_is_the_full_parsers_command() -> None:
+    """``diskkit CMD ...`` builds only CMD's parser; its help and usage are the same."""
+    from diskkit.cli.commands import COMMANDS
+    from diskkit.cli.main import build_parser
+
+    full = _subparsers(build_parser())
+    assert list(full) == list(COMMANDS)
+    for name in COMMANDS:
+        one = _subparsers(build_parser(only=name))
+        assert list(one) == [name]
+        assert one[name].format_help() == full[name].format_help()
