@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import statistics
 import sys
@@ -104,7 +105,8 @@ def bench_image(name: str, path: pathlib.Path, reps: int) -> dict[str, Any]:
             "facts_diskkit": ours, "facts_virt_inspector": theirs, "agree": agree}
 
 
-def render(rows: list[dict[str, Any]], reps: int) -> str:
+def render(rows: list[dict[str, Any]], reps: int, load: tuple[float, float] = (0.0, 0.0),
+           ) -> str:
     """The docs section."""
     lines = [HEADING, "",
              "`python -m bench.guest` on the Debian 12 images built by "
@@ -125,7 +127,10 @@ def render(rows: list[dict[str, Any]], reps: int) -> str:
             f"| {r['diskkit_cat_s']:.2f} s | {r['virt_cat_s']:.1f} s "
             f"| {r['virt_cat_s'] / r['diskkit_cat_s']:.0f}x "
             f"| {'yes' if r['cat_same_bytes'] else 'NO'} | {facts} |")
-    lines += ["", "Targets (issue 12): info at least 100x faster than virt-inspector with the "
+    lines += ["", f"Host load average (1 min) at the start and the end of the run: "
+              f"{load[0]:.1f}, {load[1]:.1f} (2 cores shared by every test run on the machine: "
+              "both sides slow down with it).", "",
+              "Targets (issue 12): info at least 100x faster than virt-inspector with the "
               "same facts; cat at least 20x faster than virt-cat."]
     return "\n".join(lines) + "\n"
 
@@ -139,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from sample_images.recipes.debian import build_image
 
+    load0 = os.getloadavg()[0]
     rows = [bench_image(name, build_image(name), args.reps) for name in args.images]
+    load = (load0, os.getloadavg()[0])
     json.dump(rows, sys.stdout, indent=1)
     print()
-    text = render(rows, args.reps)
+    text = render(rows, args.reps, load)
     print(text)
     if args.write_docs:
         replace_section(HEADING, text)
