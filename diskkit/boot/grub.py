@@ -77,6 +77,9 @@ class CoreImage:
     modules: tuple[str, ...] = ()
     config: str | None = None
     memdisk_size: int | None = None
+    #: The files of a tar memdisk (``(memdisk)`` prefixes: grub-mkstandalone), at most
+    #: :data:`MAX_MEMDISK_FILES`, names without a leading "./" or "/".
+    memdisk_files: tuple[str, ...] = ()
     #: Why the core.img could not be followed or decoded; None when all went well.
     error: str | None = None
 
@@ -95,6 +98,7 @@ class CoreImage:
             "modules": list(self.modules),
             "config": self.config,
             "memdisk_size": self.memdisk_size,
+            "memdisk_files": len(self.memdisk_files),
             "error": self.error,
         }
 
@@ -210,6 +214,31 @@ def _elf_modname(elf: bytes) -> str | None:
     return None
 
 
+#: Work bound: tar entries of a memdisk listed.
+MAX_MEMDISK_FILES = 4096
+
+
+def tar_names(data: bytes) -> list[str]:
+    """The member names of a ustar/v7 tar held in ``data`` (GRUB's memdisk with its ``tar``
+    module), at most :data:`MAX_MEMDISK_FILES`; stops at the first zero or bad header."""
+    names: list[str] = []
+    at = 0
+    while at + 512 <= len(data) and len(names) < MAX_MEMDISK_FILES:
+        head = data[at:at + 512]
+        if head[:1] == b"\0":
+            break
+        try:
+            size = int(head[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        except ValueError:
+            break
+        name = head[:100].split(b"\0", 1)[0]
+        if head[257:262] == b"ustar" and head[345:500].strip(b"\0"):
+            name = head[345:500].split(b"\0", 1)[0] + b"/" + name
+        names.append(name.decode("utf-8", "replace").lstrip("./"))
+        at += 512 + (size + 511) // 512 * 512
+    return names
+
+
 def parse_modules(kernel: bytes) -> dict[str, Any]:
     """Prefix, module names, embedded config and memdisk size from a decompressed core."""
     result: dict[str, Any] = {"prefix": None, "modules": [], "config": None, "memdisk": None}
@@ -244,6 +273,7 @@ def parse_modules(kernel: bytes) -> dict[str, Any]:
             result["config"] = body.split(b"\0", 1)[0].decode("utf-8", "replace")
         elif kind == "memdisk":
             result["memdisk"] = len(body)
+            result["memdisk_files"] = tar_names(body)
         cur += msize  # grub-mkimage already pads each module to its alignment
     return result
 
@@ -294,7 +324,8 @@ def follow_core(disk: Reader, lba: int, boot_drive: int) -> CoreImage:
     except (ValueError, struct.error) as exc:
         return _with(base, error=str(exc))
     return _with(base, prefix=info["prefix"], modules=tuple(info["modules"]),
-                 config=info["config"], memdisk_size=info["memdisk"])
+                 config=info["config"], memdisk_size=info["memdisk"],
+                 memdisk_files=tuple(info.get("memdisk_files", ())))
 
 
 def _with(core: CoreImage, **changes: Any) -> CoreImage:

@@ -117,6 +117,27 @@ def _partition_problem(disk: Reader, target: PrefixTarget, parts: Sequence[Parti
     return None
 
 
+def _memdisk(core: CoreImage, modules: set[str], prefix: str, path: str) -> CoreVerdict:
+    """A ``(memdisk)`` prefix: the tar built into core.img, read with its tar module."""
+    if "normal" in modules:
+        return CoreVerdict(True, "normal.mod is built into core.img; the prefix is its "
+                           "memdisk", prefix)
+    if not core.memdisk_size:
+        return CoreVerdict(False, "the prefix is (memdisk) and core.img has no memdisk: "
+                           "'grub rescue>'", prefix, "grub-prefix-partition-missing", _FIX)
+    if not modules & {"tar", "cpio", "newc", "odc"}:
+        return CoreVerdict(False, "the prefix is (memdisk) and core.img has no module that "
+                           "reads its archive (tar): 'unknown filesystem', 'grub rescue>'",
+                           prefix, "grub-core-module-missing", _FIX)
+    want = (path.strip("/") + "/i386-pc/normal.mod").lstrip("/")
+    if want in core.memdisk_files:
+        return CoreVerdict(True, f"core.img's memdisk holds {want}", prefix)
+    if core.memdisk_files:
+        return CoreVerdict(False, f"core.img's memdisk has no {want} and normal is not built "
+                           "in: 'grub rescue>'", prefix, "grub-normal-mod-missing", _FIX)
+    return CoreVerdict(None, "the memdisk's files could not be listed", prefix)
+
+
 def judge_core(disk: Reader, core: CoreImage, parts: Sequence[Partition], table: str | None,
                layout: Any = None) -> CoreVerdict:
     """Judge core.img's start-up (module docstring)."""
@@ -134,11 +155,7 @@ def judge_core(disk: Reader, core: CoreImage, parts: Sequence[Partition], table:
         return CoreVerdict(None, "core.img has no prefix")
     device, _path = split_prefix(prefix)
     if device == "memdisk":
-        if "normal" in modules:
-            return CoreVerdict(True, "normal.mod is built into core.img; the prefix is its "
-                               "memdisk", prefix)
-        return CoreVerdict(None, "the prefix is core.img's memdisk, whose files are not read",
-                           prefix)
+        return _memdisk(core, modules, prefix, _path)
     target = resolve_prefix(disk, prefix, parts, table, layout)
     if "normal" in modules:
         return CoreVerdict(True, "normal.mod is built into core.img: GRUB reaches its normal "

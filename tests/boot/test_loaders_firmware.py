@@ -277,6 +277,50 @@ def case_grub_prefix_partition_beyond_end(tmp: pathlib.Path) -> pathlib.Path:
                       "(hd0,msdos2)/boot/grub", shrink_to=32 * MiB)
 
 
+def _memdisk_grub(tmp: pathlib.Path, name: str, with_normal: bool) -> pathlib.Path:
+    """core.img with a tar memdisk as its prefix ((memdisk)/boot/grub, as
+    grub-mkstandalone makes): the tar holds grub.cfg, and normal.mod with the modules it
+    needs (moddep.lst) when ``with_normal``."""
+    from tests.boot.conftest import GRUB_PC, grub_install
+
+    work = tmp / name
+    tree = work / "memdisk" / "boot" / "grub"
+    (tree / "i386-pc").mkdir(parents=True)
+    (tree / "grub.cfg").write_text(_GRUB_CFG)
+    if with_normal:
+        deps = {}
+        for line in (GRUB_PC / "moddep.lst").read_text().splitlines():
+            mod, _, needs = line.partition(":")
+            deps[mod.strip()] = needs.split()
+        todo, seen = ["normal", "echo", "sleep"], set()
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo += deps.get(m, [])
+        for m in seen:
+            shutil.copy(GRUB_PC / f"{m}.mod", tree / "i386-pc" / f"{m}.mod")
+    tar = work / "memdisk.tar"
+    _sh("tar", "-C", work / "memdisk", "-cf", tar, "boot")
+    img = work / "disk.img"
+    _sh("truncate", "-s", str(16 * MiB), img)
+    run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(img)],
+        input=b"label: dos\nstart=2048, size=8192, type=83\n", timeout=30)
+    grub_install(work, img, "(memdisk)/boot/grub", ["biosdisk", "memdisk", "tar"],
+                 ("-m", str(tar)))
+    return img
+
+
+def case_grub_memdisk_holds_normal(tmp: pathlib.Path) -> pathlib.Path:
+    """Prefix (memdisk)/boot/grub, the memdisk tar holds normal.mod: normal mode."""
+    return _memdisk_grub(tmp, "grub-memdisk", True)
+
+
+def case_grub_memdisk_without_normal(tmp: pathlib.Path) -> pathlib.Path:
+    """The same, the tar without normal.mod: grub rescue>."""
+    return _memdisk_grub(tmp, "grub-memdisk-bare", False)
+
+
 # --- UEFI (OVMF): protective MBR, sector size, shim ---------------------------------------
 
 SHIM = pathlib.Path("/usr/lib/shim/shimx64.efi")
