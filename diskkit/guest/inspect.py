@@ -18,6 +18,7 @@ from diskkit.guest import packages, windows
 from diskkit.guest.binfmt import elf_arch
 from diskkit.guest.fs.api import GuestFS
 from diskkit.guest.fstab import FstabEntry, read_fstab
+from diskkit.guest.info import ROOT_TYPES, GuestInfo
 from diskkit.guest.mountfs import MountFS
 from diskkit.guest.vfs import Source, exists, is_dir, join, listdir, read_bytes, read_text
 from diskkit.layout.inspect import Layout, lv_reader, partition_reader
@@ -29,8 +30,6 @@ from diskkit.readers.base import Reader
 if TYPE_CHECKING:
     from diskkit.guest import bootcfg, cloud, kernels
 
-#: Filesystem types a root can be on.
-ROOT_TYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs", "ntfs", "jfs", "reiserfs", "f2fs")
 #: Filesystems examined as possible roots per disk (a hostile table can list 32768 that all
 #: start at the same byte: those count once).
 MAX_ROOT_CANDIDATES = 64
@@ -149,24 +148,6 @@ class OSRoot:
             "evidence": {k: v.to_dict() for k, v in self.evidence.items()},
             "notes": list(self.notes),
         }
-
-
-@dataclass(frozen=True)
-class GuestInfo:
-    """Every OS root on a disk, and what could not be looked at."""
-
-    roots: tuple[OSRoot, ...]
-    #: Filesystems not read (no in-process reader, unreadable), one sentence each.
-    notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form: ``{"roots": [...], "notes": [...]}`` (docs/guest.md)."""
-        return {"roots": [r.to_dict() for r in self.roots], "notes": list(self.notes)}
-
-    @property
-    def root(self) -> OSRoot | None:
-        """The first root (most disks have one)."""
-        return self.roots[0] if self.roots else None
 
 
 # ------------------------------------------------------------------ pieces

@@ -2,10 +2,11 @@
 
 ``diskkit info --json`` on a fresh qcow2 (built here by qemu-img) must not import another
 format's module, the boot modules for GRUB / El Torito / MBR loaders, LVM, the guest's
-kernel/initramfs readers, or the slow standard modules (urllib, importlib.metadata,
-subprocess, logging, hashlib's OpenSSL). Detection must still find every format: the gates'
-copied constants agree with the format modules', and a vmdk is detected by importing vmdk.
-The figures are in docs/benchmarks.md ("Start-up", ``python -m bench.startup``).
+readers (no filesystem can hold an OS root), or the slow standard modules (urllib,
+importlib.metadata, subprocess, logging, hashlib's OpenSSL). Detection must still find every
+format: the gates' copied constants agree with the format modules', and a vmdk is detected
+by importing vmdk. The figures are in docs/benchmarks.md ("Start-up", ``python -m
+bench.startup``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ NOT_FOR_A_BLANK_QCOW2 = (
     "diskkit.formats.dmg", "diskkit.formats.partitions", "diskkit.formats.pmbr",
     "diskkit.boot.eltorito", "diskkit.boot.grub", "diskkit.boot.grubcore",
     "diskkit.boot.prefix", "diskkit.boot.loaders", "diskkit.layout.lvm",
+    "diskkit.guest.inspect", "diskkit.guest.fs", "diskkit.guest.windows",
     "diskkit.guest.kernels", "diskkit.guest.initramfs", "diskkit.guest.bootcfg",
     "diskkit.guest.cloud", "diskkit.guest.identity",
     "urllib.parse", "ipaddress", "importlib.metadata", "pkg_resources", "subprocess",
