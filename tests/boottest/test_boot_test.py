@@ -21,8 +21,11 @@ from diskkit.runner import run
 DISKKIT = [sys.executable, "-m", "diskkit"]
 
 
-def _qemu_of_ours() -> list[str]:
-    """Command lines of running boot-test VMs (qemu started with -name diskkit-boot-test)."""
+def _qemu_of_ours(samples: dict[str, Any]) -> list[str]:
+    """Command lines of running boot-test VMs (qemu started with -name diskkit-boot-test) of
+    THIS session: their -drive names a file of this session's sample directory (other test
+    sessions on the machine boot their own images at the same time)."""
+    where = os.path.dirname(next(iter(samples.values()))["path"]).encode()
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -31,7 +34,8 @@ def _qemu_of_ours() -> list[str]:
             cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"diskkit-boot-test" in cmd and cmd[0].endswith(b"qemu-system-x86_64"):
+        if b"diskkit-boot-test" in cmd and cmd[0].endswith(b"qemu-system-x86_64") \
+                and where in b" ".join(cmd):
             found.append(b" ".join(cmd).decode(errors="replace"))
     return found
 
@@ -45,7 +49,7 @@ def test_every_bus_reaches_grub(boot_samples: dict[str, Any], bus: str) -> None:
     o = boot_test(boot_samples["boot-grub-mbr.img"]["path"], "raw", bus=bus, timeout=90)
     assert (o.outcome, o.loader) == ("bootloader-reached", "grub"), o.screen
     assert "DISKKIT-BOOT-OK" in o.console  # our grub.cfg ran (echoed to the serial port)
-    assert not _qemu_of_ours()
+    assert not _qemu_of_ours(boot_samples)
 
 
 def test_image_is_never_written(boot_samples: dict[str, Any], tmp_path: pathlib.Path) -> None:
@@ -54,7 +58,7 @@ def test_image_is_never_written(boot_samples: dict[str, Any], tmp_path: pathlib.
     o = boot_test(path, "raw", timeout=60)
     assert o.outcome == "boot-code-ran"
     assert (_sha(path), os.stat(path).st_mtime_ns) == before
-    assert not _qemu_of_ours()
+    assert not _qemu_of_ours(boot_samples)
 
 
 def test_timeout_is_honoured_and_unsettled_code_is_timeout(boot_samples: dict[str, Any],
@@ -63,7 +67,7 @@ def test_timeout_is_honoured_and_unsettled_code_is_timeout(boot_samples: dict[st
     o = boot_test(boot_samples["boot-no-bootloader.img"]["path"], "raw", timeout=2)
     assert o.outcome == "timeout" and o.booted is None
     assert o.seconds < 2 + 15  # qemu is stopped at the deadline (plus its shutdown)
-    assert not _qemu_of_ours()
+    assert not _qemu_of_ours(boot_samples)
 
 
 def test_screenshot_is_a_png_of_the_screen(boot_samples: dict[str, Any],
@@ -94,7 +98,7 @@ def test_cli_json_and_exit_codes(boot_samples: dict[str, Any]) -> None:
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "bootloader-reached (isolinux)" in r.stdout and "ISOLINUX" in r.stdout
-    assert not _qemu_of_ours()
+    assert not _qemu_of_ours(boot_samples)
 
 
 def test_uefi_without_loader_falls_to_nothing(boot_samples: dict[str, Any]) -> None:
