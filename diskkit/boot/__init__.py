@@ -176,10 +176,12 @@ def inspect_boot(reader: Reader, layout: Any = None, *,
         from diskkit.boot.loaders import follow_mbr
 
         step = follow_mbr(reader, sector0, mbr, parts)
-    from diskkit.boot.uefi import judge_uefi
+    ustep = None
+    if table == "gpt" or esps:  # judge_uefi decides nothing for other disks
+        from diskkit.boot.uefi import judge_uefi
 
-    ustep = judge_uefi(reader, sector0, table, getattr(layout, "sector_size", 512) or 512,
-                       esps)
+        ustep = judge_uefi(reader, sector0, table,
+                           getattr(layout, "sector_size", 512) or 512, esps)
     info = BootInfo(mbr, tuple(vbrs), tuple(grubs), eltorito, tuple(esps), bbp, table,
                     mbr_step=step, uefi_step=ustep)
     notes += [g.core.error for g in grubs if g.core.error and "work bound" in g.core.error]
