@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from diskkit.errors import CommandError, CommandTimeout, HostError
 
@@ -65,6 +65,8 @@ PACKAGE_OF: dict[str, str] = {
 
 #: Default timeout, in seconds, of a command that is expected to be quick.
 DEFAULT_TIMEOUT = 60.0
+#: How much of a command's stderr is kept (its tail): error messages are at the end.
+STDERR_TAIL = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -331,6 +333,39 @@ def run(
     started = time.monotonic()
     if isinstance(input, str):
         input = input.encode()
+    # stderr is drained by a thread that keeps only its tail: a tool fed a hostile image can
+    # print gigabytes of diagnostics (qemu-img check printed 1.5 GB for a crafted 400 KB
+    # qcow2), and holding them would be memory in proportion to the image.
+    return _run(argv, exe, timeout, check, input, full_env, cwd, binary, started)
+
+
+class _Tail:
+    """Drains a pipe in a thread, keeping its last :data:`STDERR_TAIL` bytes."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._pipe = pipe
+        self._buf = bytearray()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while chunk := self._pipe.read(65536):
+            self._buf += chunk
+            if len(self._buf) > 2 * STDERR_TAIL:
+                del self._buf[:-STDERR_TAIL]
+
+    def result(self) -> bytes:
+        """Wait for the end of the pipe (a few seconds at most: a daemon the command left
+        behind may hold it open); the tail."""
+        self._thread.join(timeout=5.0)
+        if not self._thread.is_alive():
+            self._pipe.close()
+        return bytes(self._buf[-STDERR_TAIL:])
+
+
+def _run(argv: list[str], exe: str, timeout: float, check: bool, input: bytes | None,
+         full_env: dict[str, str] | None, cwd: str | None, binary: bool, started: float
+         ) -> Result:
     try:
         proc = subprocess.Popen(
             [exe, *argv[1:]],
@@ -344,11 +379,15 @@ def run(
         )
     except FileNotFoundError as exc:
         raise _missing(argv[0]) from exc
+    assert proc.stderr is not None
+    tail = _Tail(proc.stderr)
+    proc.stderr = None  # communicate() reads stdout only; the thread has stderr
     try:
-        out, err = proc.communicate(input=input, timeout=timeout)
+        out, _ = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         _kill_group(proc)
-        out, err = proc.communicate()
+        out, _ = proc.communicate()
+        err = tail.result()
         raise CommandTimeout(
             f"{argv[0]} did not finish within {timeout:g} s and was stopped",
             argv=argv,
@@ -361,7 +400,7 @@ def run(
         raise
     seconds = time.monotonic() - started
     stdout = out if binary else out.decode(errors="replace")
-    stderr = err.decode(errors="replace")
+    stderr = tail.result().decode(errors="replace")
     log.debug("exit %s after %.2f s: %s", proc.returncode, seconds, argv[0])
     if check and proc.returncode != 0:
         last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "")

@@ -140,6 +140,18 @@ def test_blank_check_stops_at_the_first_data(tmp_path, pattern) -> None:
     assert facts["blank"] is (pattern == 0)
 
 
+def test_validate_keeps_only_the_tail_of_a_tools_stderr(tmp_path) -> None:
+    """qemu-img check prints 1.5 GB of "ERROR: overflow cluster" lines for this 400 KB file;
+    validate must answer (image-corrupt, exit 1) without holding them (the runner keeps the
+    tail of stderr only)."""
+    img = craft.qcow2_fragmented(tmp_path / "frag.qcow2", pattern=0x41)
+    res = craft.run_limited("validate", str(img), "--json", timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert res.peak_rss < MAX_RSS, f"{res.peak_rss >> 20} MiB"
+    codes = {f["code"] for f in json.loads(res.stdout)["upload"]["findings"]}
+    assert "image-corrupt" in codes
+
+
 # --- MBR: a 300-EBR chain -----------------------------------------------------------------
 
 def test_ebr_chain_is_bounded_with_a_finding(tmp_path) -> None:
