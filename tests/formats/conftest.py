@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pathlib
 import shutil
+import time
 
 import pytest
 
+from diskkit.errors import CommandError
 from diskkit.formats.detect import Detection, detect
 from diskkit.readers.base import Reader
 from diskkit.readers.raw import FileReader
@@ -70,9 +72,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
              src, d / "q2-zstd-data.qcow2")
     create(d / "q2-backing.qcow2", "qcow2", "8M", f"backing_file={src},backing_fmt=raw")
     create(d / "q2-datafile.qcow2", "qcow2", "64M", f"data_file={d / 'external.raw'}")
-    qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=pw", "-o",
-             "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
-             d / "q2-luks.qcow2", "16M")
+    _luks("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=pw", "-o",
+          "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
+          d / "q2-luks.qcow2", "16M")
     create(d / "vmdk-ms.vmdk", "vmdk", "100M", "subformat=monolithicSparse")
     qemu_img("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", src,
              d / "vmdk-so.vmdk")
@@ -90,9 +92,22 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     create(d / "x.vdi", "vdi", "77M")
     create(d / "x-static.vdi", "vdi", "5M", "static=on")
     create(d / "x.qed", "qed", "1G")
-    qemu_img("create", "-q", "-f", "luks", "--object", "secret,id=s0,data=pw",
-             "-o", "key-secret=s0,iter-time=10", d / "x.luks", "32M")
+    _luks("create", "-q", "-f", "luks", "--object", "secret,id=s0,data=pw",
+          "-o", "key-secret=s0,iter-time=10", d / "x.luks", "32M")
     return d
+
+
+def _luks(*args: str | pathlib.Path) -> None:
+    """qemu-img create of a LUKS image: qemu times its PBKDF first and gives up ("Unable to
+    get accurate CPU usage") when the machine is busy, so try a few times."""
+    for attempt in range(4):
+        try:
+            qemu_img(*args)
+            return
+        except CommandError:
+            if attempt == 3:
+                raise
+            time.sleep(1)
 
 
 @pytest.fixture(scope="session")
