@@ -121,6 +121,15 @@ def _detect(path: str) -> Any:
         raise
 
 
+def _sorted_formats(message: str) -> str:
+    """oslo lists the formats of a multiple match in set order (different from run to run):
+    sort them so the same file always gives the same text."""
+    head, sep, names = message.partition("Multiple formats detected: ")
+    if not sep:
+        return message
+    return head + sep + ",".join(sorted(n.strip() for n in names.split(",")))
+
+
 def verdict(path: str, disk_format: str) -> GlanceVerdict:
     """Run oslo.utils' inspector on the local file ``path`` as Glance (upload) and Nova (boot)
     do for an image declared ``disk_format`` (one of :data:`GLANCE_DISK_FORMATS`)."""
@@ -134,7 +143,7 @@ def verdict(path: str, disk_format: str) -> GlanceVerdict:
     try:
         insp = _detect(path)
     except fi.ImageFormatError as exc:
-        reason = f"format detection failed: {exc}"
+        reason = f"format detection failed: {_sorted_formats(str(exc))}"
         return GlanceVerdict(df, False, None, None, reason, {}, ver, False, nova_no or reason)
     fmt = str(insp)
     size = int(insp.virtual_size or 0)
