@@ -10,10 +10,12 @@ import resource
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from diskkit.layout.lvm import INITIAL_CRC, MDA_MAGIC, lvm_crc
 from tests.helpers import create, qemu_img
@@ -45,19 +47,37 @@ def run_limited(*args: str, address_space: int = 2 << 30, timeout: float = 60,
     proc = subprocess.Popen([sys.executable, "-m", "diskkit", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, preexec_fn=limit,
                             env={**os.environ, **(env or {})})
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    got: dict[str, bytes] = {}
+
+    def drain(name: str, pipe: Any) -> None:
+        got[name] = pipe.read()
+
+    readers = [threading.Thread(target=drain, args=(n, p), daemon=True)
+               for n, p in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in readers:
+        t.start()
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
         proc.kill()
-        out, err = proc.communicate()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    # wait4 gives THIS child's own rusage: RUSAGE_CHILDREN would be the maximum over every
+    # child the test process ever had (a VM or an appliance of an earlier test).
+    _, status, usage = os.wait4(proc.pid, 0)
+    timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for t in readers:
+        t.join(timeout=10)
+    out, err = got.get("out", b""), got.get("err", b"")
+    if expired.is_set():
         raise AssertionError(f"diskkit {' '.join(args)} did not finish within {timeout} s; "
-                             f"stderr: {err.decode(errors='replace')[-500:]}") from None
+                             f"stderr: {err.decode(errors='replace')[-500:]}")
     seconds = time.monotonic() - started
-    # The child is reaped by communicate(): its rusage is in RUSAGE_CHILDREN (max over all
-    # children so far: an upper bound for this one).
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return Limited(proc.returncode, out.decode(errors="replace"),
-                   err.decode(errors="replace"), seconds, peak)
+                   err.decode(errors="replace"), seconds, usage.ru_maxrss * 1024)
 
 
 # --- LVM: a PV whose metadata text is whatever the test wants, with valid checksums ---------
