@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 from typing import Any
 
+from diskkit.errors import CommandError
 from diskkit.runner import run
 
 
 def qemu_img(*args: str | int | pathlib.Path, timeout: float = 120) -> str:
-    """Run qemu-img with ``args``; return stdout."""
-    return run(["qemu-img", *map(str, args)], timeout=timeout).stdout
+    """Run qemu-img with ``args``; return stdout.
+
+    Creating a LUKS image, qemu-img first times its PBKDF and gives up with "Unable to get
+    accurate CPU usage" when the machine is busy: that one failure is tried again."""
+    for attempt in range(5):
+        try:
+            return run(["qemu-img", *map(str, args)], timeout=timeout).stdout
+        except CommandError as exc:
+            if "accurate CPU usage" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def qemu_img_info(path: str | pathlib.Path, fmt: str) -> dict[str, Any]:

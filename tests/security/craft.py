@@ -10,12 +10,11 @@ import resource
 import struct
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
 from diskkit.layout.lvm import INITIAL_CRC, MDA_MAGIC, lvm_crc
 from tests.helpers import create, qemu_img
@@ -35,49 +34,50 @@ class Limited:
     peak_rss: int
 
 
+#: Runs ``python -m diskkit ARGS`` in this fresh process and writes its peak memory (VmHWM:
+#: the peak since exec; ru_maxrss would also carry the peak of the process that forked it,
+#: the test runner's own, hundreds of MB late in a full run) to the file $DISKKIT_TEST_HWM.
+_WRAP = r"""
+import os, runpy, sys
+sys.argv = ["diskkit", *sys.argv[1:]]
+try:
+    runpy.run_module("diskkit", run_name="__main__", alter_sys=True)
+finally:
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["DISKKIT_TEST_HWM"], "w") as f:
+        f.write(str(kb))
+"""
+
+
 def run_limited(*args: str, address_space: int = 2 << 30, timeout: float = 60,
                 env: dict[str, str] | None = None) -> Limited:
     """``python -m diskkit ARGS`` with RLIMIT_AS = ``address_space`` and a timeout; its peak
-    RSS from wait4."""
+    RSS (VmHWM)."""
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
-    started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "diskkit", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, preexec_fn=limit,
-                            env={**os.environ, **(env or {})})
-    got: dict[str, bytes] = {}
-
-    def drain(name: str, pipe: Any) -> None:
-        got[name] = pipe.read()
-
-    readers = [threading.Thread(target=drain, args=(n, p), daemon=True)
-               for n, p in (("out", proc.stdout), ("err", proc.stderr))]
-    for t in readers:
-        t.start()
-    expired = threading.Event()
-
-    def expire() -> None:
-        expired.set()
-        proc.kill()
-
-    timer = threading.Timer(timeout, expire)
-    timer.start()
-    # wait4 gives THIS child's own rusage: RUSAGE_CHILDREN would be the maximum over every
-    # child the test process ever had (a VM or an appliance of an earlier test).
-    _, status, usage = os.wait4(proc.pid, 0)
-    timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    for t in readers:
-        t.join(timeout=10)
-    out, err = got.get("out", b""), got.get("err", b"")
-    if expired.is_set():
-        raise AssertionError(f"diskkit {' '.join(args)} did not finish within {timeout} s; "
-                             f"stderr: {err.decode(errors='replace')[-500:]}")
-    seconds = time.monotonic() - started
-    return Limited(proc.returncode, out.decode(errors="replace"),
-                   err.decode(errors="replace"), seconds, usage.ru_maxrss * 1024)
+    fd, hwm_file = tempfile.mkstemp(prefix="diskkit-hwm-")
+    os.close(fd)
+    try:
+        started = time.monotonic()
+        try:
+            res = subprocess.run([sys.executable, "-c", _WRAP, *args], capture_output=True,
+                                 preexec_fn=limit, timeout=timeout, check=False,
+                                 env={**os.environ, **(env or {}),
+                                      "DISKKIT_TEST_HWM": hwm_file})
+        except subprocess.TimeoutExpired as exc:
+            err = (exc.stderr or b"").decode(errors="replace")
+            raise AssertionError(f"diskkit {' '.join(args)} did not finish within {timeout} s;"
+                                 f" stderr: {err[-500:]}") from None
+        seconds = time.monotonic() - started
+        text = pathlib.Path(hwm_file).read_text().strip()
+    finally:
+        os.unlink(hwm_file)
+    assert text, f"no peak memory written; stderr: {res.stderr.decode(errors='replace')[-500:]}"
+    return Limited(res.returncode, res.stdout.decode(errors="replace"),
+                   res.stderr.decode(errors="replace"), seconds, int(text) * 1024)
 
 
 # --- LVM: a PV whose metadata text is whatever the test wants, with valid checksums ---------
