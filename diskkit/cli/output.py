@@ -10,6 +10,11 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from diskkit.jsonable import default
+from diskkit.units import human_size
+
+__all__ = ["console", "emit_json", "human_size"]
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -39,30 +44,10 @@ def __getattr__(name: str) -> Any:
     return _consoles[name]
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, bytes):
-        return obj.hex()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
-
-
 def emit_json(data: Any) -> None:
     """Write ``data`` as indented JSON, one document, to stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, default=_default, sort_keys=False))
+    sys.stdout.write(json.dumps(data, indent=2, default=default, sort_keys=False))
     sys.stdout.write("\n")
     sys.stdout.flush()
 
 
-def human_size(n: int | None) -> str:
-    """1536 -> '1.5 KiB'; exact bytes are always in the JSON."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
