@@ -177,38 +177,10 @@ def _undo_mount(data: dict[str, Any]) -> None:
                         hint=f"see who uses it: fuser -vm {path}; then diskkit cleanup")
 
 
-def resolve_in_root(root: str, path: str, max_links: int = 40) -> str:
+def resolve_in_root(root: str, path: str) -> str:
     """Host path of guest ``path`` under ``root``, following symlinks as the guest would: an
     absolute link target is taken relative to ``root`` and ``..`` never climbs above it, so a
-    hostile image cannot make ``cat`` read a host file."""
-    parts = [p for p in path.split("/") if p]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        host = os.path.join(root, *resolved, part)
-        if os.path.islink(host):
-            links += 1
-            if links > max_links:
-                raise ImageErrorLoop(path)
-            target = os.readlink(host)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        resolved.append(part)
-    return os.path.join(root, *resolved)
+    hostile image cannot make ``cat`` read a host file (:func:`diskkit.guestpath.resolve`)."""
+    from diskkit.guestpath import resolve
 
-
-def ImageErrorLoop(path: str) -> Exception:
-    """The error for a symlink loop inside the image."""
-    from diskkit.errors import ImageError
-
-    return ImageError(f"{path}: too many levels of symbolic links in the image",
-                      code="symlink-loop")
+    return resolve(root, path)
