@@ -1,6 +1,8 @@
 """VHDX: file identifier, region table, metadata table, virtual disk size.
 
 Layout ([MS-VHDX] 2.2): the file identifier (:class:`VhdxIdentifier`, ``vhdxfile``) at 0;
+two headers (:class:`VhdxHeader`, ``head``) at 64 KiB and 128 KiB, each checksummed with
+CRC-32C (:func:`crc32c`) over its 4 KiB;
 the region table (:class:`RegionTableHeader`, signature ``regi``, then at most 2047
 :class:`RegionEntry` of 32 bytes: GUID, file offset, length, required) at 192 KiB. The
 metadata region (GUID 8B7CA206-...) starts with a table (:class:`MetadataTableHeader`,
@@ -31,6 +33,43 @@ VIRTUAL_DISK_SIZE = uuid.UUID("2FA54224-CD1B-4876-B211-5DBED83BF4B8")
 FILE_PARAMETERS = uuid.UUID("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
 LOGICAL_SECTOR_SIZE = uuid.UUID("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
 PARENT_LOCATOR = uuid.UUID("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
+PAGE83_DATA = uuid.UUID("BECA12AB-B2E6-4523-93EF-C309E000C746")
+PHYSICAL_SECTOR_SIZE = uuid.UUID("CDA348C7-445D-4471-9CC9-E9885251C556")
+#: The two headers ([MS-VHDX] 2.2.2): 4 KiB each (the checksum covers all 4 KiB).
+HEADER_OFFSETS = (64 * 1024, 128 * 1024)
+HEADER_SIZE = 4096
+#: The region table is 64 KiB (its checksum covers all of it).
+REGION_TABLE_SIZE = 64 * 1024
+
+
+def _crc32c_table() -> tuple[int, ...]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return tuple(table)
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli, reflected, as [MS-VHDX] checksums use); table-driven."""
+    crc, table = 0xFFFFFFFF, _CRC32C
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def checksum_ok(block: bytes, at: int = 4) -> bool:
+    """True when the u32 at ``block[at:at+4]`` is the CRC-32C of ``block`` with that field
+    zeroed (VHDX headers and region tables)."""
+    if len(block) < at + 4:
+        return False
+    stored = int.from_bytes(block[at:at + 4], "little")
+    return crc32c(block[:at] + bytes(4) + block[at + 4:]) == stored
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +79,27 @@ class VhdxIdentifier(Header):
     LAYOUT = Layout("<", ("signature", "8s"), ("creator", "512s"))
     signature: bytes
     creator: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class VhdxHeader(Header):
+    """One of the two headers (at 64 KiB and 128 KiB): the current one is the valid one
+    with the higher sequence number; a non-zero ``log_guid`` means a log to replay."""
+
+    LAYOUT = Layout("<", ("signature", "4s"), ("checksum", "I"), ("sequence_number", "Q"),
+                    ("file_write_guid", "16s"), ("data_write_guid", "16s"),
+                    ("log_guid", "16s"), ("log_version", "H"), ("version", "H"),
+                    ("log_length", "I"), ("log_offset", "Q"))
+    signature: bytes
+    checksum: int
+    sequence_number: int
+    file_write_guid: bytes
+    data_write_guid: bytes
+    log_guid: bytes
+    log_version: int
+    version: int
+    log_length: int
+    log_offset: int
 
 
 @dataclass(frozen=True, kw_only=True)
