@@ -339,6 +339,78 @@ def test_small_image_is_readable(small: pathlib.Path, tmp_path: pathlib.Path) ->
     reader.close()
 
 
+def test_zero_states_read_as_zeros_like_qemu(copy: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """Blocks 0, 3 and 8 hold data; set to UNDEFINED (1), UNMAPPED (3) and the 0.95 draft's
+    UNMAPPED (5), their file offsets kept, they read as zeros in qemu and in diskkit."""
+    lay = Layout(copy)
+    entries = lay.bat_entries(copy, 9)
+    for block, state in ((0, 1), (3, 3), (8, 5)):
+        assert entries[block] & 7 == 6
+        write_at(copy, lay.bat + 8 * block, struct.pack("<Q", entries[block] & ~7 | state))
+    reader = check_whole(copy, tmp_path)
+    assert list(reader.data_extents()) == []
+    reader.close()
+
+
+class CountingReader(FileReader):
+    """A FileReader that counts the reads issued to it (to check one read per run)."""
+
+    calls = 0
+
+    def _read(self, offset: int, length: int) -> bytes:
+        self.calls += 1
+        return super()._read(offset, length)
+
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        self.calls += 1
+        return super().readinto(offset, buf)
+
+
+def test_one_container_read_per_run(tmp_path: pathlib.Path) -> None:
+    raw = tmp_path / "c.raw"
+    rng = random.Random(9)
+    with open(raw, "wb") as f:
+        f.truncate(24 * MiB)
+        f.write(rng.randbytes(5 * MiB))
+        f.seek(12 * MiB)
+        f.write(rng.randbytes(4 * MiB))
+    img = tmp_path / "c.vhdx"
+    qemu_img("convert", "-f", "raw", "-O", "vhdx", "-o", "block_size=1M", raw, img)
+    container = CountingReader(str(img))
+    with VhdxReader(container) as reader:
+        runs = reader.runs()
+        assert [(g, n) for g, n, _h in runs] == [(0, 5 * MiB), (12 * MiB, 4 * MiB)]
+        buf = bytearray(24 * MiB)
+        container.calls = 0
+        assert reader.readinto(0, memoryview(buf)) == 24 * MiB
+        assert container.calls == len(runs)
+        assert buf == raw.read_bytes()
+
+
+def test_headers_with_one_sequence_number_must_be_equal(copy: pathlib.Path) -> None:
+    lay = Layout(copy)
+    seq = struct.unpack_from("<Q", copy.read_bytes(), HEADERS[lay.current] + 8)[0]
+    patch_header(copy, 1 - lay.current, 8, struct.pack("<Q", seq))  # same number, other GUIDs
+    qemu_refuses(copy)
+    assert "sequence number" in str(refused(copy, "vhdx-bad-header"))
+
+
+def test_unknown_required_region(copy: pathlib.Path) -> None:
+    with open(copy, "r+b") as f:
+        f.seek(192 * 1024)
+        table = bytearray(f.read(64 * 1024))
+        count = struct.unpack_from("<I", table, 8)[0]
+        struct.pack_into("<16sQII", table, 16 + 32 * count, uuid.uuid4().bytes_le,
+                         64 * MiB, MiB, 1)  # required
+        struct.pack_into("<I", table, 8, count + 1)
+        table[4:8] = bytes(4)
+        struct.pack_into("<I", table, 4, crc32c(bytes(table)))
+        f.seek(192 * 1024)
+        f.write(table)
+    qemu_refuses(copy)
+    assert "does not know" in str(refused(copy, "vhdx-bad-region-table"))
+
+
 def test_truncated_in_the_header_section(copy: pathlib.Path) -> None:
     with open(copy, "r+b") as f:
         f.truncate(150 * 1024)
