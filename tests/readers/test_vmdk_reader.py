@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import pathlib
 import random
+import shutil
 import struct
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -61,6 +64,25 @@ def _footer_variant(src: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
     footer_marker = struct.pack("<QII", 1, 0, 3).ljust(512, b"\0")
     eos = bytes(512)
     out.write_bytes(bytes(data) + footer_marker + header + eos)
+    return out
+
+
+def _markerless_variant(src: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+    """The streamOptimized file without grain markers (flag bit 17 clear): each grain's zlib
+    data starts at its sector, as qemu also reads it. qemu never writes this kind."""
+    data = bytearray(src.read_bytes())
+    fields = list(_HDR.unpack_from(data))
+    fields[2] = int(fields[2]) & ~(1 << 17)
+    data[: _HDR.size] = _HDR.pack(*fields)
+    gd_at, grains = int(fields[9]) * 512, -(-int(fields[3]) // int(fields[4]))
+    for t in range(-(-grains // 512)):
+        (table,) = struct.unpack_from("<I", data, gd_at + 4 * t)
+        for sector in struct.unpack_from("<512I", data, table * 512):
+            if sector:
+                _lba, size = struct.unpack_from("<QI", data, sector * 512)
+                at = sector * 512
+                data[at : at + size] = data[at + 12 : at + 12 + size]
+    out.write_bytes(bytes(data))
     return out
 
 
@@ -181,6 +203,24 @@ def test_concurrent_reads(images: dict[str, pathlib.Path], tmp_path: pathlib.Pat
         for t in threads:
             t.join(timeout=60)
     assert not errors
+
+
+def test_markerless_compressed_grains(images: dict[str, pathlib.Path],
+                                      small: dict[str, pathlib.Path],
+                                      tmp_path: pathlib.Path) -> None:
+    """Compressed grains without markers read as qemu reads them (at most a grain of zlib
+    input); a grain that does not compress into one grain is an error for both."""
+    path = _markerless_variant(small["streamOptimized"], tmp_path / "no-markers.vmdk")
+    ref = raw_of(path, "vmdk", tmp_path / "ref.raw")
+    with VmdkReader(FileReader(str(path))) as r:
+        assert not r.header.flags & (1 << 17) and r.compressed
+        assert r.read(0, r.size) == ref
+        sweep(r, ref, count=20)
+    # the big image's first grain is random: its zlib data is longer than a grain
+    path = _markerless_variant(images["stream"], tmp_path / "no-markers-random.vmdk")
+    with pytest.raises(DiskkitError, match="error while reading"):
+        raw_of(path, "vmdk", tmp_path / "ref2.raw")
+    _refused(path, "vmdk-bad-grain")
 
 
 # --- hostile and unsupported files ------------------------------------------------------------
@@ -339,6 +379,43 @@ def test_descriptor_files_refused_unopened(tmp_path: pathlib.Path, create_type: 
     desc = _descriptor_file(tmp_path / "desc.vmdk", create_type, extent)
     err = _refused(desc, "vmdk-create-type")
     assert "descriptor" in str(err)
+
+
+_PROBE = """
+import sys
+from diskkit.errors import ImageError
+from diskkit.readers.raw import FileReader
+from diskkit.readers.vmdk import VmdkReader
+try:
+    VmdkReader(FileReader(sys.argv[1]))
+except ImageError as exc:
+    print(exc.code)
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_named_files_never_opened(small: dict[str, pathlib.Path], tmp_path: pathlib.Path
+                                  ) -> None:
+    """strace: refusing a descriptor file or an embedded monolithicFlat descriptor opens the
+    VMDK itself and never the file the descriptor names."""
+    secret = tmp_path / "secret-flat.vmdk"
+    secret.write_bytes(bytes(1 << 20))
+    desc = _descriptor_file(tmp_path / "desc.vmdk", "monolithicFlat",
+                            f'RW 2048 FLAT "{secret}" 0')
+    embedded = small["monolithicSparse"]
+    h = _header(embedded)
+    text = (b'# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n'
+            b'createType="monolithicFlat"\n\nRW 2048 FLAT "' + bytes(secret) + b'" 0\n')
+    write_at(embedded, int(h[5]) * 512, text.ljust(int(h[6]) * 512, b"\0"))
+    for path in (desc, embedded):
+        trace = tmp_path / "trace.log"
+        done = subprocess.run(["strace", "-f", "-e", "trace=open,openat,openat2,stat,newfstatat",
+                               "-o", str(trace), sys.executable, "-c", _PROBE, str(path)],
+                              capture_output=True, text=True, timeout=60, check=True)
+        assert done.stdout.strip() == "vmdk-create-type"
+        log = trace.read_text()
+        assert str(path) in log  # the trace sees the VMDK's own open
+        assert str(secret) not in log
 
 
 def test_embedded_descriptor_create_types(small: dict[str, pathlib.Path]) -> None:
