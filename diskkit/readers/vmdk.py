@@ -118,6 +118,8 @@ class VmdkReader(Reader):
             if found.severity >= Severity.ERROR:
                 raise ImageError(f"{self.name}: {found.message}", code=found.code,
                                  hint=found.fix)
+        if match.details.get("descriptor_file") or head[:4] != MAGIC:
+            raise self._descriptor_file()
         #: createType of the embedded descriptor ("monolithicSparse" without one).
         self.create_type: str = match.details.get("create_type") or "monolithicSparse"
         first = VmdkHeader.parse(head, 0, what=f"{self.name}: VMDK sparse header")
@@ -157,10 +159,13 @@ class VmdkReader(Reader):
             raise self._error("is an ESXi seSparse extent; only hosted sparse extents "
                               "(monolithicSparse, streamOptimized) are read", "vmdk-unsupported")
         if head[:4] != MAGIC and vmdk_format.vmdk_descriptor.looks_like_descriptor(head):
-            raise ImageError(
-                f"{self.name}: is a VMDK descriptor file: its data lives in the extent files "
-                "it names, which diskkit never opens (CVE-2022-47951)", code="vmdk-create-type",
-                hint="ask for a monolithicSparse or streamOptimized VMDK (one file)")
+            raise self._descriptor_file()
+
+    def _descriptor_file(self) -> ImageError:
+        return ImageError(
+            f"{self.name}: is a VMDK descriptor file: its data lives in the extent files it "
+            "names, which diskkit never opens (CVE-2022-47951)", code="vmdk-create-type",
+            hint="ask for a monolithicSparse or streamOptimized VMDK (one file)")
 
     def _footer(self) -> VmdkHeader:
         """The footer header of a streamOptimized file (the probe checked that it is one)."""

@@ -418,6 +418,16 @@ def test_named_files_never_opened(small: dict[str, pathlib.Path], tmp_path: path
         assert str(secret) not in log
 
 
+def test_descriptor_without_files_refused(tmp_path: pathlib.Path) -> None:
+    """A descriptor whose only extent is a ZERO one names no file and passes the format's
+    checks; its createType line lies past the first sector: still a descriptor file."""
+    path = tmp_path / "zero.vmdk"
+    path.write_text("# a descriptor\n" + "# padding comment line\n" * 40 +
+                    'version=1\nCID=1\nparentCID=ffffffff\ncreateType="monolithicSparse"\n\n'
+                    "RW 2048 ZERO\n")
+    _refused(path, "vmdk-create-type")
+
+
 def test_embedded_descriptor_create_types(small: dict[str, pathlib.Path]) -> None:
     path = small["monolithicSparse"]
     h = _header(path)
