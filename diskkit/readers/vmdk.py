@@ -50,6 +50,8 @@ from diskkit.formats.vmdk import MAGIC, MAX_GD_BYTES, VmdkHeader, VmdkMarker
 from diskkit.readers.base import Extent, Reader
 from diskkit.readers.qcow2_clusters import LruCache
 
+_FLAG_NEWLINE_TEST = 1 << 0
+_NEWLINE_TEST = b"\n \r\n"  # the spec's singleEndLineChar, nonEndLineChar, doubleEndLineChar
 _FLAG_ZERO_GRAIN = 1 << 2
 _FLAG_MARKER = 1 << 17
 _DEFLATE = 1
@@ -193,6 +195,10 @@ class VmdkReader(Reader):
                 f"{self.name}: capacity 0 with an embedded descriptor: qemu reads such a file "
                 "as a descriptor file naming extent files (CVE-2022-47951)",
                 code="vmdk-create-type")
+        if h.flags & _FLAG_NEWLINE_TEST and h.newline_test != _NEWLINE_TEST:
+            raise self._error(f"its newline test bytes read {h.newline_test!r}, not "
+                              f"{_NEWLINE_TEST!r}: the file was corrupted by a text-mode "
+                              "transfer", "vmdk-bad-header")
         grain = h.grain_size
         if grain < 8 or grain & (grain - 1):
             raise self._error(f"grain size {grain} sectors is not a power of two of at least 8",

@@ -504,6 +504,16 @@ def test_hostile_headers(small: dict[str, pathlib.Path], index: int, value: int,
     _refused(path, code)
 
 
+def test_text_mode_transfer_detected(small: dict[str, pathlib.Path]) -> None:
+    """Flag bit 0: the newline test bytes "\\n \\r\\n" show a text-mode (FTP ASCII) copy."""
+    path = small["streamOptimized"]
+    assert _header(path)[12] == b"\n \r\n" and int(_header(path)[2]) & 1
+    fields = _header(path)
+    fields[12] = b"\n \n\n"
+    write_at(path, 0, _HDR.pack(*fields))
+    _refused(path, "vmdk-bad-header")
+
+
 def test_shared_grain_tables_bounded(small: dict[str, pathlib.Path]) -> None:
     """A huge capacity whose directory entries all name the same grain table: the work is
     bounded by what the file can hold, and refused."""
