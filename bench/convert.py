@@ -149,8 +149,13 @@ def plain_fsync(src: pathlib.Path, src_fmt: str, out_fmt: str, dst: pathlib.Path
     fsync(dst)
 
 
+#: The last ``diskkit convert --json`` document of each (source, output, flags) run.
+LAST: dict[tuple[str, str, tuple[str, ...]], dict] = {}
+
+
 def diskkit_cmd(src: str, dst: str, out_fmt: str, *flags: str) -> None:
-    run([DISKKIT, "convert", src, dst, "-O", out_fmt, *flags], timeout=1800)
+    res = run([DISKKIT, "convert", src, dst, "-O", out_fmt, "--json", *flags], timeout=1800)
+    LAST[(pathlib.Path(src).suffix, out_fmt, flags)] = json.loads(res.stdout)
 
 
 def _plain_to(src: pathlib.Path, src_fmt: str, out_fmt: str, dst: pathlib.Path) -> None:
@@ -190,7 +195,9 @@ def local_cases(runs: int) -> list[dict]:
                     # Temporary space: what the directory held beyond the finished output.
                     peak_extra = max(peak_extra, max(0, w.peak - dst.stat().st_blocks * 512))
         med = {k: statistics.median(v) for k, v in times.items()}
+        doc = LAST.get((src.suffix, out_fmt, ()), {})
         rows.append({"case": f"{src_name} -> {out_fmt}", **med, "peak_extra": peak_extra,
+                     "verify_method": doc.get("verify_method"),
                      "cpu": {k: statistics.median(v) for k, v in cpu.items()},
                      "all": times, "load": os.getloadavg()[0]})
         print(f"{src_name} -> {out_fmt}: " + ", ".join(f"{k} {v:.2f}s" for k, v in med.items()),
@@ -318,16 +325,18 @@ def write_docs(local: list[dict], rbd: list[dict], runs: int, command: str) -> N
                   "start-up, detection, room check, copy, sync, verification, rename), with its "
                   "defaults (verification on) and with `--no-verify`. Ratio = diskkit time / "
                   "peer time (targets: at most 1.2 with verification, 1.0 without).", "",
-                  "| conversion | qemu-img + fsync | diskkit | ratio | diskkit --no-verify "
-                  "| ratio | CPU s: peer / diskkit / --no-verify | diskkit peak temp space |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| conversion | qemu-img + fsync | diskkit | ratio | verified by "
+                  "| diskkit --no-verify | ratio | CPU s: peer / diskkit / --no-verify "
+                  "| diskkit peak temp space |",
+                  "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
         for r in local:
             peer = r["plain+fsync"]
             c = r.get("cpu", {})
             cpu_cell = (f"{c['plain+fsync']:.2f} / {c['diskkit']:.2f} / "
                         f"{c['diskkit --no-verify']:.2f}" if c else "")
             lines.append(f"| {r['case']} | {peer:.2f} | {r['diskkit']:.2f} | "
-                         f"{r['diskkit'] / peer:.2f} | {r['diskkit --no-verify']:.2f} | "
+                         f"{r['diskkit'] / peer:.2f} | {r.get('verify_method') or '?'} | "
+                         f"{r['diskkit --no-verify']:.2f} | "
                          f"{r['diskkit --no-verify'] / peer:.2f} | {cpu_cell} | "
                          f"{r['peak_extra'] >> 20} MiB |")
         with_v = [r["diskkit"] / r["plain+fsync"] for r in local]

@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from diskkit import exitcodes
-from diskkit.cli.output import console, emit_json, err_console, human_size
+from diskkit.cli import output
+from diskkit.cli.output import emit_json, human_size
 from diskkit.errors import UserError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 
+class _NoProgress:
+    """What the commands use of rich's Progress, doing nothing: no terminal on stderr, so
+    nothing to draw, and rich (some 40 ms of imports) is never loaded."""
+
+    disable = True
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: Any, **kw: Any) -> int:
+        return 0
+
+    def update(self, *args: Any, **kw: Any) -> None:
+        return None
+
+    def advance(self, *args: Any, **kw: Any) -> None:
+        return None
+
+
 def _progress() -> Progress:
+    if not sys.stderr.isatty():
+        return _NoProgress()  # type: ignore[return-value]
     from rich.progress import (
         BarColumn,
         Progress,
@@ -23,17 +49,21 @@ def _progress() -> Progress:
     )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
-                    transient=False, disable=not err_console.is_terminal)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=output.err_console,
+                    transient=False, disable=not output.err_console.is_terminal)
 
 
 def _print_findings(source: str, findings: list[dict[str, Any]]) -> None:
-    console.print(f"[bold red]refused[/]: {source} is not safe to convert")
+    output.console.print(f"[bold red]refused[/]: {source} is not safe to convert")
     for f in findings:
-        console.print(f"  [{f['severity']}] {f['code']}: {f['message']}")
+        output.console.print(f"  [{f['severity']}] {f['code']}: {f['message']}")
         if f.get("fix"):
-            console.print(f"      fix: {f['fix']}")
-    console.print("  (pass --allow-unsafe to convert it anyway)")
+            output.console.print(f"      fix: {f['fix']}")
+    output.console.print("  (pass --allow-unsafe to convert it anyway)")
+
+
+_HOW = {"qemu-img": "qemu-img compare", "in-process": "read back by diskkit",
+        "digest": "source hashed during the copy, output read back by diskkit"}
 
 
 def _summary(d: dict[str, Any]) -> None:
@@ -42,18 +72,19 @@ def _summary(d: dict[str, Any]) -> None:
         written = f"occupies {human_size(d['target_bytes'])}"
     else:
         written = f"measured {human_size(d['required_bytes'])}"
-    console.print(f"[bold green]converted[/] {d['source']} ({d['source_format']}) -> "
+    output.console.print(f"[bold green]converted[/] {d['source']} ({d['source_format']}) -> "
                   f"{d['target']} ({d['target_format']})")
-    console.print(f"  virtual size {human_size(d['virtual_size'])}, {written}"
+    output.console.print(f"  virtual size {human_size(d['virtual_size'])}, {written}"
                   f", {d['convert_seconds']:.2f} s"
                   + (f" ({human_size(rate)}/s)" if rate else ""))
     if d["available_bytes"] is None:
-        console.print("  room not checked: the target reports no free space (a Ceph cluster "
+        output.console.print("  room not checked: the target reports no free space (a Ceph cluster "
                       "without ceph-mgr keeps no pool statistics)")
     if d["verified"]:
-        console.print(f"  verified identical (qemu-img compare, {d['verify_seconds']:.2f} s)")
+        how = _HOW.get(d.get("verify_method") or "", "qemu-img compare")
+        output.console.print(f"  verified identical ({how}, {d['verify_seconds']:.2f} s)")
     else:
-        console.print("  not verified (--no-verify)")
+        output.console.print("  not verified (--no-verify)")
 
 
 def _single(source: str, target: str, fmt: str, **kw: Any) -> int:
@@ -146,10 +177,11 @@ def _batch(manifest: str, jobs: int, force: bool, allow_unsafe: bool, json_out: 
                 line += f": {o['error']['code']}: {o['error']['message']}"
             elif o["status"] == "refused":
                 line += ": " + ", ".join(f["code"] for f in o["findings"] if f)
-            console.print(line, markup=False)
+            output.console.print(line, markup=False)
         c = report.counts()
-        console.print(f"{len(items)} items: {c['converted']} converted, {c['skipped']} skipped "
-                      f"(already done), {c['refused']} refused, {c['failed']} failed")
+        output.console.print(f"{len(items)} items: {c['converted']} converted, "
+                             f"{c['skipped']} skipped (already done), {c['refused']} "
+                             f"refused, {c['failed']} failed")
     return exitcodes.OK if report.ok else exitcodes.FINDINGS
 
 
@@ -160,7 +192,7 @@ def convert(source: str | None = None, target: str | None = None,
             option: list[str] | None = None, manifest: str | None = None,
             json_out: bool = False) -> int:
     """Convert a disk image safely: detect and check the source, measure the room, convert
-    with qemu-img under a temporary name, verify with qemu-img compare, rename. SIGTERM and
+    with qemu-img under a temporary name, verify (docs/convert.md), rename. SIGTERM and
     Ctrl-C unwind (cli/main.py turns SIGTERM into KeyboardInterrupt): qemu-img is stopped and
     the partial output removed."""
     if manifest:

@@ -24,11 +24,11 @@ from typing import Any
 
 from diskkit.errors import ImageError, UserError
 from diskkit.findings import Finding
-from diskkit.readers.base import Reader
 from diskkit.target import Target, parse_target
 
 from . import plan, qemuimg
 from .progress import FINISH, Progress, Tracker
+from .writeback import Writeback
 
 #: Slowest throughput (bytes/s) a conversion is allowed before its timeout kills it.
 MIN_RATE = 2 << 20
@@ -90,6 +90,10 @@ class Result:
     #: and the comparison overlap), renamed and the directory synced.
     finish_seconds: float = 0.0
     verified: bool | None = None
+    #: How it was verified: "qemu-img" (qemu-img compare), "in-process" (diskkit read both
+    #: sides after the copy), "digest" (the source hashed during the copy, the output
+    #: after); None without verification.
+    verify_method: str | None = None
     command: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
@@ -117,7 +121,8 @@ class Result:
                 "finish_seconds": round(self.finish_seconds, 3),
                 "seconds": round(self.seconds, 3),
                 "throughput_bytes_per_second": int(rate) if rate else None,
-                "verified": self.verified, "command": self.command,
+                "verified": self.verified, "verify_method": self.verify_method,
+                "command": self.command,
                 "findings": [f.to_dict() for f in self.findings]}
 
 
@@ -256,46 +261,89 @@ class _Sync(threading.Thread):
             raise self.error
 
 
-def _in_process_source(src: plan.SourceFacts) -> Reader | None:
-    """The source as diskkit reads it itself (a raw or self-contained qcow2 file), or None."""
-    from diskkit.readers.qcow2 import Qcow2Reader
-    from diskkit.readers.raw import FileReader
+class _Verifier:
+    """How the finished output is compared with its source (docs/convert.md, step 5), and
+    the source digest that runs during the copy when that is the method (verify.py)."""
 
-    if src.target.kind != "file" or src.format not in ("raw", "qcow2") or not src.target.path:
-        return None
-    container = FileReader(src.target.path)
-    if src.format == "raw":
-        return container
+    def __init__(self, req: Request, src: plan.SourceFacts, out_format: str,
+                 kind: str) -> None:
+        from . import verify
+
+        self.req, self.src, self.out_format, self.kind = req, src, out_format, kind
+        self.method = "qemu-img"
+        self.open_source: verify.Opener | None = None
+        if src.target.kind == "file" and src.target.path and not req.strict_verify:
+            self.method = "in-process" if kind == "rbd" else \
+                verify.method(src.format, out_format, kind, req.strict_verify)
+            if self.method != "qemu-img":
+                self.open_source = verify.opener(src.target.path, src.format)
+                if self.open_source is None:
+                    self.method = "qemu-img"
+        self.digest: verify.SourceDigest | None = None
+        if self.method == "digest" and self.open_source is not None:
+            self.digest = verify.SourceDigest(self.open_source)
+            self.digest.start()
+
+    def close(self) -> None:
+        """Stop the digest if it still runs."""
+        if self.digest is not None:
+            self.digest.cancel()
+
+    def run(self, dst: Target, out: _Output, timeout: float) -> tuple[bool, str]:
+        """(identical, message); ``qemu-img compare`` where diskkit does not read a side
+        itself."""
+        from diskkit.errors import DiskkitError
+
+        from . import verify
+
+        try:
+            if self.open_source is not None and out.temp:
+                if self.kind == "rbd":
+                    import dataclasses
+
+                    from diskkit.readers.rbd import RbdReader
+
+                    with self.open_source() as source, RbdReader(dataclasses.replace(
+                            dst, image=out.temp, snap=None)) as image:
+                        return verify.compare_readers(source, image)
+                open_target = verify.opener(out.temp, self.out_format)
+                if open_target is not None:
+                    if self.digest is not None:
+                        return verify.compare_digests(self.open_source, self.digest,
+                                                      open_target)
+                    return verify.compare_parallel(self.open_source, open_target)
+        except DiskkitError:
+            pass  # a side diskkit does not read after all: qemu-img compares (below)
+        self.method = "qemu-img"
+        return qemuimg.compare(plan.qemu_filename(self.src.target), self.src.format,
+                               out.qemu_name, self.out_format, timeout=timeout,
+                               strict=self.req.strict_verify)
+
+
+def _finish(result: Result, verifier: _Verifier | None, dst: Target, out: _Output,
+            kind: str, timeout: float) -> None:
+    """After qemu-img: the fsync (in the background) and the verification, overlapped;
+    then the output is published under its final name."""
+    sync = _Sync(out.temp) if kind == "file" and out.temp else None
+    if sync is not None:
+        sync.start()
     try:
-        reader = Qcow2Reader(container)
-    except BaseException:
-        container.close()
-        raise
-    if reader.header.has_backing_file or reader.header.has_data_file:
-        reader.close()  # qemu follows those (an --allow-unsafe source): let qemu compare
-        return None
-    return reader
-
-
-def _verify(req: Request, src: plan.SourceFacts, dst: Target, out: _Output, out_format: str,
-            kind: str, timeout: float) -> tuple[bool, str]:
-    """Compare the source with the finished output (see docs/convert.md, step 5): in process
-    for an RBD output from a raw or qcow2 file (allocation maps first, then the data ranges
-    with several RBD reads in flight), ``qemu-img compare`` otherwise."""
-    if kind == "rbd" and not req.strict_verify and out.temp:
-        source = _in_process_source(src)
-        if source is not None:
-            import dataclasses
-
-            from diskkit.readers.rbd import RbdReader
-
-            from .verify import compare_readers
-
-            with source, RbdReader(dataclasses.replace(dst, image=out.temp,
-                                                       snap=None)) as target:
-                return compare_readers(source, target)
-    return qemuimg.compare(plan.qemu_filename(src.target), src.format, out.qemu_name,
-                           out_format, timeout=timeout, strict=req.strict_verify)
+        if verifier is not None:
+            started = time.monotonic()
+            same, message = verifier.run(dst, out, timeout)
+            result.verify_seconds = time.monotonic() - started
+            result.verify_method = verifier.method
+            if not same:
+                raise ImageError(f"verification failed: {message}", code="verify-failed",
+                                 hint="the output was removed; check the source with "
+                                 "qemu-img check")
+            result.verified = True
+    finally:
+        if sync is not None:
+            sync.finish()
+    if kind == "device" and dst.path:
+        _fsync_path(dst.path)  # -t writeback flushed qemu's writes; the device cache too
+    out.publish()
 
 
 def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
@@ -334,35 +382,23 @@ def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
             on_progress(pct)
         tracker.percent(pct)
 
+    verifier: _Verifier | None = None
     try:
+        if req.verify:  # a costly source is hashed while qemu-img copies (verify.py)
+            verifier = _Verifier(req, src, out_format, room.kind)
         out.created = True
         if precreate:
             from . import rbdops
 
             rbdops.create(dst, out.temp or "", size)
-        result.convert_seconds = qemuimg.run_convert(argv, timeout=timeout,
-                                                     on_progress=percent, cancel=cancel)
+        # A new local file: its write-back starts while qemu-img writes (writeback.py).
+        with Writeback(out.temp) if room.kind == "file" and out.temp else \
+                contextlib.nullcontext():
+            result.convert_seconds = qemuimg.run_convert(argv, timeout=timeout,
+                                                         on_progress=percent, cancel=cancel)
         finish_started = time.monotonic()
         tracker.phase(FINISH)
-        sync = _Sync(out.temp) if room.kind == "file" and out.temp else None
-        if sync is not None:
-            sync.start()
-        try:
-            if req.verify:
-                started = time.monotonic()
-                same, message = _verify(req, src, dst, out, out_format, room.kind, timeout)
-                result.verify_seconds = time.monotonic() - started
-                if not same:
-                    raise ImageError(f"verification failed: {message}", code="verify-failed",
-                                     hint="the output was removed; check the source with "
-                                     "qemu-img check")
-                result.verified = True
-        finally:
-            if sync is not None:
-                sync.finish()
-        if room.kind == "device" and dst.path:
-            _fsync_path(dst.path)  # -t writeback flushed qemu's writes; the device cache too
-        out.publish()
+        _finish(result, verifier, dst, out, room.kind, timeout)
         result.finish_seconds = time.monotonic() - finish_started
     except BaseException as exc:
         try:
@@ -376,5 +412,8 @@ def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
             elif room.kind in ("device", "nbd") and isinstance(exc, KeyboardInterrupt):
                 _say(f"stopped: {req.target} was written in place and is incomplete")
         raise
+    finally:
+        if verifier is not None:
+            verifier.close()
     result.target_bytes = _target_bytes(dst, room.kind)
     return result

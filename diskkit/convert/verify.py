@@ -1,28 +1,308 @@
-"""In-process verification of a conversion into Ceph: compare allocation maps first, then read
-only the ranges either side says may hold data, the RBD side with several reads in flight.
+"""In-process verification of a conversion: sizes first, then only the data, in parallel.
 
-Used where it beats ``qemu-img compare`` (measured, docs/convert.md): an RBD output, whose
-reads are network round trips that ``qemu-img compare`` issues one at a time, from a raw or
-qcow2 source that diskkit reads itself (page cache, C-speed map). Everything else is verified
-with ``qemu-img compare``.
+``qemu-img compare`` is the reference check and stays where it is as fast as anything
+(raw and qcow2 on both sides: measured 0.14 s against 0.17 s in process for 512 MiB of data,
+docs/convert.md "Verification"). It is slow in two cases this module handles instead:
 
-The check is the same as qemu-img compare's, plus the size: the guest-visible sizes must be
-equal, and every byte must be equal, where a range neither side lists as data reads as zeros on
-both (so it is not read). A range one side lists as data and the other not is read on both.
+- **The output's format has no block status in qemu** (VHDX in qemu 7.2): compare then reads
+  and zero-checks the whole virtual disk (1.6 s for a 2 GiB disk holding 512 MiB). diskkit
+  reads the output with its own reader and only the output's and the source's data extents.
+- **The source is expensive to read** (a streamOptimized VMDK: every grain inflated again,
+  1.1 s for 512 MiB, as long as the copy). diskkit reads and hashes the source on the spare
+  core *while qemu-img copies* (:class:`SourceDigest`), so after the copy only the output is
+  read and hashed.
+
+The check is qemu-img compare's plus the size: the guest-visible sizes must be equal, and
+every byte must be equal, where a range neither side lists as data reads as zeros on both
+(so it is not read). The disk is cut into ``CHUNK`` pieces on a fixed grid; a piece either
+side lists as data is compared: byte for byte (:func:`compare_readers`), or by SHA-256 of the
+piece on each side (:func:`compare_digests`; a piece only the output lists as data must hash
+as zeros). On a mismatch the exact first differing offset is found by reading that piece of
+the source again.
+
+RBD outputs (reads are network round trips that qemu-img compare issues one at a time) use
+:func:`compare_readers` with several reads in flight.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
-from collections.abc import Iterator
+import hashlib
+import threading
+from collections.abc import Callable, Iterable, Iterator
 
+from diskkit.errors import InternalError
 from diskkit.readers.base import Extent, Reader
 
-#: Bytes compared per request (RBD's default object size).
+#: Opens a fresh reader of one side (each verifying thread reads through its own).
+Opener = Callable[[], Reader]
+
+#: Bytes compared or hashed per piece (RBD's default object size).
 CHUNK = 4 << 20
 #: RBD reads in flight at once.
 IN_FLIGHT = 8
+#: Threads hashing (or reading, for readers whose reads may run in parallel) on this host.
+WORKERS = 2
+
+#: qemu-img driver names of the formats diskkit reads itself, for local files.
+IN_PROCESS_FORMATS = ("raw", "qcow2", "vhdx", "vmdk")
+#: Sources whose reads cost much CPU (decompression): hashed while the copy runs.
+COSTLY_SOURCES = ("vmdk",)
+
+
+def open_local(path: str, fmt: str) -> Reader | None:
+    """diskkit's own reader of the local file ``path`` in qemu format ``fmt``, or None when
+    diskkit does not read it itself (then ``qemu-img compare`` is used). Never follows a
+    file named in the image: a qcow2 with a backing or data file gives None."""
+    from diskkit.errors import DiskkitError
+    from diskkit.readers.raw import FileReader
+
+    if fmt not in IN_PROCESS_FORMATS:
+        return None
+    container = FileReader(path)
+    if fmt == "raw":
+        return container
+    try:
+        reader = _open_format(container, fmt)
+    except DiskkitError:
+        container.close()
+        return None  # a kind of this format diskkit does not read: qemu-img compares it
+    except BaseException:
+        container.close()
+        raise
+    if reader is None:
+        container.close()
+    return reader
+
+
+def _open_format(container: Reader, fmt: str) -> Reader | None:
+    if fmt == "qcow2":
+        from diskkit.readers.qcow2 import Qcow2Reader
+
+        q = Qcow2Reader(container)
+        if q.header.has_backing_file or q.header.has_data_file:
+            q.close()
+            return None
+        return q
+    if fmt == "vhdx":
+        from diskkit.readers.vhdx import VhdxReader
+
+        return VhdxReader(container)
+    from diskkit.readers.vmdk import VmdkReader
+
+    return VmdkReader(container)
+
+
+def opener(path: str, fmt: str) -> Opener | None:
+    """A function opening diskkit's own reader of ``path`` (each call a fresh one), or None
+    when diskkit does not read this file itself (tried once, here)."""
+    first = open_local(path, fmt)
+    if first is None:
+        return None
+    first.close()
+
+    def open_again() -> Reader:
+        reader = open_local(path, fmt)
+        if reader is None:
+            raise InternalError(f"{path}: could be read in process, then not")
+        return reader
+
+    return open_again
+
+
+def method(src_format: str, out_format: str, target_kind: str, strict: bool) -> str:
+    """How a finished local output is verified: ``"digest"`` (the source hashed during the
+    copy, then the output), ``"in-process"`` (both read by diskkit after the copy, in
+    parallel), ``"qemu-img"`` (qemu-img compare: strict mode, or a format diskkit does
+    not read itself). RBD outputs are handled by the caller."""
+    if strict or target_kind != "file":
+        return "qemu-img"
+    if src_format not in IN_PROCESS_FORMATS or out_format not in IN_PROCESS_FORMATS:
+        return "qemu-img"
+    return "digest" if src_format in COSTLY_SOURCES else "in-process"
+
+
+def _pieces(extents: Iterable[Extent], size: int) -> list[int]:
+    """Grid indices of the CHUNK pieces that ``extents`` touch."""
+    out: list[int] = []
+    last = -1
+    for e in extents:
+        if not e.length:
+            continue
+        lo, hi = e.offset // CHUNK, (min(e.end, size) - 1) // CHUNK
+        out.extend(range(max(lo, last + 1), hi + 1))
+        last = max(last, hi)
+    return out
+
+
+def _span(index: int, size: int) -> tuple[int, int]:
+    start = index * CHUNK
+    return start, min(CHUNK, size - start)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _in_workers(first: list[Reader], openers: list[Opener], count: int, workers: int,
+                job: Callable[[list[Reader], int], None],
+                stop: threading.Event | None = None) -> None:
+    """Run ``job(readers, k)`` for k in range(count), split over ``workers`` threads, each
+    with readers of its own (worker 0 uses ``first``; the others open theirs with
+    ``openers``): diskkit's readers keep caches that one thread fills while reading, so
+    each thread reads through its own. The first exception stops every worker and is
+    re-raised."""
+    failed: list[BaseException] = []
+    halt = stop or threading.Event()
+
+    def run(w: int) -> None:
+        own: list[Reader] = []
+        try:
+            readers = first if w == 0 else [o() for o in openers]
+            own = [] if w == 0 else readers
+            for k in range(w, count, workers):
+                if halt.is_set() or failed:
+                    return
+                job(readers, k)
+        except BaseException as exc:  # re-raised below, in the calling thread
+            failed.append(exc)
+        finally:
+            for r in own:
+                r.close()
+
+    # Every worker in a thread of its own, the calling thread only waits: glibc gives each
+    # thread its own malloc arena, where the 4 MiB buffers freed by one piece are reused by
+    # the next; in the main arena each came back as fresh pages (1024 page faults a piece:
+    # measured 4x slower).
+    threads = [threading.Thread(target=run, args=(w,), name=f"diskkit-verify-{w}", daemon=True)
+               for w in range(max(1, min(workers, count)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise failed[0]
+
+
+def hash_pieces(first: Reader, opener: Opener, pieces: list[int], *, workers: int = WORKERS,
+                stop: threading.Event | None = None) -> dict[int, bytes]:
+    """SHA-256 of each listed piece, read by ``workers`` threads (hashlib and zlib release
+    the GIL). Stops early, with what it has, when ``stop`` is set."""
+    size = first.size
+    out: dict[int, bytes] = {}
+
+    def job(readers: list[Reader], k: int) -> None:
+        start, n = _span(pieces[k], size)
+        out[pieces[k]] = _digest(readers[0].read(start, n))
+
+    _in_workers([first], [opener], len(pieces), workers, job, stop)
+    return out
+
+
+class SourceDigest(threading.Thread):
+    """Hashes the source's data pieces in the background (started before qemu-img copies,
+    so the decompression runs on the core qemu-img leaves free). :meth:`result` waits for
+    it and re-raises its error; :meth:`cancel` stops it early (the conversion failed)."""
+
+    def __init__(self, opener: Opener, workers: int = WORKERS) -> None:
+        super().__init__(name="diskkit-source-digest", daemon=True)
+        self.opener, self.workers = opener, workers
+        self.digests: dict[int, bytes] = {}
+        self.pieces: list[int] = []
+        self.size = 0
+        self.error: BaseException | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with self.opener() as reader:
+                self.size = reader.size
+                self.pieces = _pieces(reader.data_extents(), reader.size)
+                self.digests = hash_pieces(reader, self.opener, self.pieces,
+                                           workers=self.workers, stop=self._stop_event)
+        except BaseException as exc:  # re-raised by result()
+            self.error = exc
+
+    def cancel(self) -> None:
+        """Stop as soon as the pieces in flight are done."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join()
+
+    def result(self) -> dict[int, bytes]:
+        """The digests by piece index (waits for the thread)."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        if self._stop_event.is_set():
+            raise InternalError("the source digest was cancelled")
+        return self.digests
+
+
+def _first_difference(source: Reader, target: Reader, start: int, n: int) -> int:
+    want, got = source.read(start, n), target.read(start, n)
+    return start + next((k for k in range(n) if want[k] != got[k]), 0)
+
+
+def compare_digests(open_source: Opener, digest: SourceDigest, open_target: Opener, *,
+                    workers: int = WORKERS) -> tuple[bool, str]:
+    """(identical, message): the output against the digests the source's
+    :class:`SourceDigest` made (waited for). A piece only the output lists as data must
+    hash as zeros. The first differing offset is found by reading the source again."""
+    with open_target() as target:
+        theirs = digest.result()
+        if digest.size != target.size:
+            return False, _size_message(digest.size, target.size)
+        size = target.size
+        pieces = sorted(set(_pieces(target.data_extents(), size)) | set(digest.pieces))
+        got = hash_pieces(target, open_target, pieces, workers=workers)
+    zero: dict[int, bytes] = {}
+    for i in pieces:
+        want = theirs.get(i)
+        if want is None:
+            n = _span(i, size)[1]
+            want = zero.get(n) or zero.setdefault(n, _digest(bytes(n)))
+        if got[i] != want:
+            with open_source() as source, open_target() as target:
+                at = _first_difference(source, target, *_span(i, size))
+            return False, f"Content mismatch at offset {at}!"
+    return True, "Images are identical."
+
+
+def compare_parallel(open_source: Opener, open_target: Opener, *,
+                     workers: int = WORKERS) -> tuple[bool, str]:
+    """(identical, message), byte for byte, the data ranges split over ``workers``
+    threads, each reading through readers of its own (measured 0.075 s for 512 MiB of data
+    with 2 threads where qemu-img compare took 0.15 s)."""
+    with open_source() as source, open_target() as target:
+        if source.size != target.size:
+            return False, _size_message(source.size, target.size)
+        chunks = list(_chunks(_data_ranges(source, target)))
+        diff: list[int] = []
+
+        def job(readers: list[Reader], k: int) -> None:
+            e = chunks[k]
+            a, b = readers[0].read(e.offset, e.length), readers[1].read(e.offset, e.length)
+            if a != b:
+                diff.append(e.offset + next(i for i in range(len(a)) if a[i] != b[i]))
+
+        halt = threading.Event()
+
+        def checked(readers: list[Reader], k: int) -> None:
+            job(readers, k)
+            if diff:
+                halt.set()
+
+        _in_workers([source, target], [open_source, open_target], len(chunks), workers,
+                    checked, halt)
+    if diff:
+        return False, f"Content mismatch at offset {min(diff)}!"
+    return True, "Images are identical."
+
+
+def _size_message(a: int, b: int) -> str:
+    return f"the guest-visible sizes differ: {a} bytes in the source, {b} in the output"
 
 
 def _data_ranges(a: Reader, b: Reader) -> Iterator[tuple[int, int]]:
@@ -49,11 +329,13 @@ def _chunks(ranges: Iterator[tuple[int, int]]) -> Iterator[Extent]:
 
 def compare_readers(source: Reader, target: Reader, *, in_flight: int = IN_FLIGHT
                     ) -> tuple[bool, str]:
-    """(identical, message). ``target`` is read from worker threads (its reads must be
-    thread-safe: librbd's are); ``source`` only from the calling thread."""
+    """(identical, message), byte for byte. ``target`` is read from worker threads when its
+    reads may run in parallel (``concurrent_reads``: files, librbd, diskkit's VHDX/VMDK
+    readers), else from the calling thread; ``source`` only from the calling thread."""
     if source.size != target.size:
-        return False, (f"the guest-visible sizes differ: {source.size} bytes in the source, "
-                       f"{target.size} in the output")
+        return False, _size_message(source.size, target.size)
+    if not target.concurrent_reads:
+        in_flight = 1
     pending: collections.deque[tuple[Extent, cf.Future[bytes]]] = collections.deque()
     chunks = _chunks(_data_ranges(source, target))
     with cf.ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="verify") as pool:

@@ -53,6 +53,9 @@ class Reader(ABC):
     size: int
     #: A short description for messages ("disk.qcow2 (qcow2)", "rbd:volumes/v1").
     name: str = "reader"
+    #: True when ``read``/``readinto`` may be called from several threads at once (pread on
+    #: one descriptor, librbd); readers with caches filled while reading say False.
+    concurrent_reads: bool = False
 
     @abstractmethod
     def _read(self, offset: int, length: int) -> bytes:

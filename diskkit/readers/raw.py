@@ -61,6 +61,8 @@ def _raise_open_error(path: str, exc: OSError) -> NoReturn:
 class FileReader(Reader):
     """The bytes of a regular file or a block device, opened read-only."""
 
+    concurrent_reads = True  # pread/preadv on one descriptor, no shared offset
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.name = path

@@ -36,6 +36,8 @@ class RbdReader(Reader):
     scan``); they are then left open by :meth:`close`.
     """
 
+    concurrent_reads = True  # librbd's reads are thread-safe (verify.py reads in parallel)
+
     def __init__(self, target: Target | str, *, connection: Connection | None = None,
                  ioctx: Any = None) -> None:
         if isinstance(target, str):

@@ -100,7 +100,8 @@ CONVERTED = obj({"status": {"const": "converted"}, "source": STR, "target": STR,
                  "required_bytes": INT, "available_bytes": NULL_INT, "target_bytes": NULL_INT,
                  "convert_seconds": NUM, "verify_seconds": NUM, "seconds": NUM,
                  "verified": NULL_BOOL, "command": arr(STR), "findings": FINDINGS},
-                {"throughput_bytes_per_second": NULL_INT, "finish_seconds": NUM})
+                {"throughput_bytes_per_second": NULL_INT, "finish_seconds": NUM,
+                 "verify_method": {"enum": ["qemu-img", "in-process", "digest", None]}})
 REFUSED = obj({"status": {"const": "refused"}, "source": STR, "target": STR,
                "findings": FINDINGS})
 ITEM = obj({"index": {"type": "integer", "minimum": 1}, "status":
