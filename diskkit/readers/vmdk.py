@@ -12,7 +12,8 @@ a grain table (0: none); a grain table entry is the sector of a grain: 0 unalloc
 as zeros: a backing file is never read), 1 a zeroed grain when header flag bit 2 is set.
 When ``compressAlgorithm`` is 1 (deflate; qemu decides on this field, not on flag bit 16)
 a grain is zlib (RFC 1950) data; with flag bit 17 (markers) it is preceded by a marker
-``{u64 lba, u32 size}`` and ``size`` bytes of it follow. A grain inflates to exactly
+``{u64 lba, u32 size}`` and ``size`` bytes of it follow (without markers it starts at the
+grain's sector, and qemu inflates at most one grain of input: so do we). A grain inflates to exactly
 ``grainSize * 512`` bytes; qemu writes the last grain of a capacity that is not a grain
 multiple shorter (only the bytes up to the capacity), which is accepted, as is a full grain.
 
