@@ -181,8 +181,15 @@ def test_fixed(tmp_path: pathlib.Path) -> None:
         reader = check_whole(img, tmp_path, tight=zero == "on")
         assert reader.params.flags & 1  # LeaveBlocksAllocated
         if zero == "off":
-            assert [(e.offset, e.length) for e in reader.data_extents()] == [(0, size)]
             assert len(reader.runs()) == 1  # contiguous in the file: one run
+            g, n, host = reader.runs()[0]
+            assert (g, n) == (0, size)
+            # data: where the file itself holds data in that run (the rest is a hole in
+            # the host file and reads as zeros), as the file system says (SEEK_DATA)
+            with FileReader(str(img)) as f:
+                want = [(e.offset - host, e.length) for e in f.data_extents(host, n)]
+            assert [(e.offset, e.length) for e in reader.data_extents()] == want
+            assert want and want[-1][0] + want[-1][1] == size
         reader.close()
 
 
