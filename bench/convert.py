@@ -151,11 +151,16 @@ def plain_fsync(src: pathlib.Path, src_fmt: str, out_fmt: str, dst: pathlib.Path
 
 #: The last ``diskkit convert --json`` document of each (source, output, flags) run.
 LAST: dict[tuple[str, str, tuple[str, ...]], dict] = {}
+#: (convert, verify, finish) seconds diskkit reported, every run.
+PHASES: dict[tuple[str, str, tuple[str, ...]], list[tuple[float, float, float]]] = {}
 
 
 def diskkit_cmd(src: str, dst: str, out_fmt: str, *flags: str) -> None:
     res = run([DISKKIT, "convert", src, dst, "-O", out_fmt, "--json", *flags], timeout=1800)
-    LAST[(pathlib.Path(src).suffix, out_fmt, flags)] = json.loads(res.stdout)
+    doc = json.loads(res.stdout)
+    LAST[(pathlib.Path(src).suffix, out_fmt, flags)] = doc
+    PHASES.setdefault((pathlib.Path(src).suffix, out_fmt, flags), []).append(
+        (doc["convert_seconds"], doc["verify_seconds"], doc["finish_seconds"]))
 
 
 def _plain_to(src: pathlib.Path, src_fmt: str, out_fmt: str, dst: pathlib.Path) -> None:

@@ -11,24 +11,46 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
-import logging
 import os
-import pathlib
-import secrets
 import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from diskkit.errors import CommandError, CommandTimeout, HostError
 
-log = logging.getLogger("diskkit.runner")
+if TYPE_CHECKING:
+    import pathlib
+
+
+class _Log:
+    """The ``diskkit.runner`` logger, looked up only once something imported ``logging``
+    (the CLI's --verbose configures it; an API user's program does): a command that never
+    logs does not pay for importing it (3 ms of every start-up). Without ``logging``
+    imported nothing was configured, so info and debug records would go nowhere anyway."""
+
+    @staticmethod
+    def _logger() -> Any:
+        logging = sys.modules.get("logging")
+        return logging.getLogger("diskkit.runner") if logging is not None else None
+
+    def debug(self, msg: str, *args: object) -> None:
+        if (logger := self._logger()) is not None:
+            logger.debug(msg, *args)
+
+    def info(self, msg: str, *args: object) -> None:
+        if (logger := self._logger()) is not None:
+            logger.info(msg, *args)
+
+
+log = _Log()
 
 #: Which Debian package provides each program diskkit runs (for the "install X" hint).
 PACKAGE_OF: dict[str, str] = {
@@ -135,6 +157,8 @@ def _child_setup() -> Callable[[], None] | None:
 def run_root() -> pathlib.Path:
     """Where diskkit keeps its run state: ``$DISKKIT_RUN_DIR``, else /run/diskkit (root) or
     /tmp/diskkit-UID."""
+    import pathlib
+
     env = os.environ.get("DISKKIT_RUN_DIR")
     if env:
         return pathlib.Path(env)
@@ -163,7 +187,7 @@ def _record_server(argv: Sequence[str], dirs: Sequence[str]) -> pathlib.Path | N
     that safety net."""
     try:
         d = run_root() / "servers"
-        path = d / f"{os.getpid()}-{secrets.token_hex(4)}.json"
+        path = d / f"{os.getpid()}-{os.urandom(4).hex()}.json"
         for attempt in (1, 2):  # another diskkit may remove the empty directory meanwhile
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
@@ -274,6 +298,8 @@ ORPHAN_AGE = 600.0
 
 
 def _orphan_dirs() -> list[dict[str, Any]]:
+    import pathlib
+
     tmp = tempfile.gettempdir()
     candidates = []
     now = time.time()

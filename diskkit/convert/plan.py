@@ -132,8 +132,14 @@ class Measure:
 
 
 def measure(src: SourceFacts, out_format: str, options: tuple[str, ...] = ()) -> Measure:
-    """Bytes the output needs: ``qemu-img measure`` for raw and qcow2 outputs (the only ones
-    it supports), :func:`estimate` from the source's allocation map for the others."""
+    """Bytes the output needs: from the source's data extents as diskkit reads them itself
+    (a raw or self-contained qcow2 file, no ``-o`` options: :func:`bound_in_process`, no
+    process started), else ``qemu-img measure`` for qcow2 outputs and :func:`estimate`
+    (``qemu-img map``) for the others."""
+    if not options:
+        bound = bound_in_process(src, out_format)
+        if bound is not None:
+            return bound
     if out_format not in MEASURABLE:
         return estimate(src, out_format)
     argv = ["qemu-img", "measure", "--output=json", "-f", src.format, "-O", out_format]
@@ -192,6 +198,64 @@ def estimate(src: SourceFacts, out_format: str) -> Measure:
     vsize = src.virtual_size or vsize
     extra = _overhead(out_format, vsize)
     return Measure(min(data, vsize) + extra, vsize + extra)
+
+
+#: qcow2 as qemu-img creates it without options: 64 KiB clusters, 8-byte L2 entries,
+#: 16-bit refcounts.
+_QCOW2_CLUSTER = 64 << 10
+_QCOW2_L2_SPAN = _QCOW2_CLUSTER * (_QCOW2_CLUSTER // 8)  # guest bytes one L2 table maps
+_QCOW2_REFBLOCK_SPAN = _QCOW2_CLUSTER // 2  # clusters one refcount block counts
+
+
+def _qcow2_bound(data: int, regions: int, vsize: int) -> int:
+    """Upper bound of a new qcow2's size holding ``data`` bytes of clusters spread over
+    ``regions`` L2 ranges (docs/interop/qcow2.txt): header cluster, L1 table, one L2 table
+    per range, the refcount table and blocks covering every cluster, plus a cluster of
+    slack per structure."""
+    c = _QCOW2_CLUSTER
+    l1 = -(-max(1, -(-vsize // _QCOW2_L2_SPAN)) * 8 // c) * c
+    meta = c + l1 + regions * c
+    clusters = (data + meta) // c + 4
+    refblocks = -(-clusters // _QCOW2_REFBLOCK_SPAN) + 1
+    reftable = -(-refblocks * 8 // c) * c + c
+    return data + meta + refblocks * c + reftable + 4 * c
+
+
+def bound_in_process(src: SourceFacts, out_format: str) -> Measure | None:
+    """The room check's bound from the source's data extents read by diskkit's own reader
+    (SEEK_DATA for raw, the L1/L2 map for qcow2), each rounded out to 64 KiB: for a qcow2
+    output the qcow2 metadata bound (:func:`_qcow2_bound`, checked against qemu-img measure
+    in tests/convert), for the others :func:`_overhead`. None where diskkit does not read
+    the source itself (then qemu-img measures it)."""
+    if src.target.kind != "file" or not src.target.path or src.format not in ("raw", "qcow2"):
+        return None
+    from .verify import open_local
+
+    reader = open_local(src.target.path, src.format)
+    if reader is None:
+        return None
+    with reader:
+        vsize = reader.size
+        data, last, regions, last_region = 0, -1, 0, -1
+        for e in reader.data_extents():
+            first = max(e.offset // _GRAIN, last + 1)
+            end = (e.end - 1) // _GRAIN
+            if end >= first:
+                data += (end - first + 1) * _GRAIN
+                last = end
+            lo = max(e.offset // _QCOW2_L2_SPAN, last_region + 1)
+            hi = (e.end - 1) // _QCOW2_L2_SPAN
+            if hi >= lo:
+                regions += hi - lo + 1
+                last_region = hi
+    data = min(data, vsize)
+    if out_format == "qcow2":
+        full_regions = -(-vsize // _QCOW2_L2_SPAN)
+        return Measure(_qcow2_bound(data, regions, vsize),
+                       _qcow2_bound(-(-vsize // _QCOW2_CLUSTER) * _QCOW2_CLUSTER,
+                                    full_regions, vsize))
+    extra = _overhead(out_format, vsize)
+    return Measure(data + extra, vsize + extra)
 
 
 @dataclass(frozen=True)
