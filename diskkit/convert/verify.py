@@ -26,14 +26,16 @@ RBD outputs (reads are network round trips that qemu-img compare issues one at a
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures as cf
-import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from diskkit.errors import InternalError
 from diskkit.readers.base import Extent, Reader
+
+if TYPE_CHECKING:
+    import collections
+    import concurrent.futures as cf
 
 #: Opens a fresh reader of one side (each verifying thread reads through its own).
 Opener = Callable[[], Reader]
@@ -142,6 +144,8 @@ def _span(index: int, size: int) -> tuple[int, int]:
 
 
 def _digest(data: bytes) -> bytes:
+    import hashlib  # only the digest method needs it (3 ms of imports)
+
     return hashlib.sha256(data).digest()
 
 
@@ -334,6 +338,9 @@ def compare_readers(source: Reader, target: Reader, *, in_flight: int = IN_FLIGH
     readers), else from the calling thread; ``source`` only from the calling thread."""
     if source.size != target.size:
         return False, _size_message(source.size, target.size)
+    import collections
+    import concurrent.futures as cf  # RBD outputs only: it imports logging (4 ms)
+
     if not target.concurrent_reads:
         in_flight = 1
     pending: collections.deque[tuple[Extent, cf.Future[bytes]]] = collections.deque()
