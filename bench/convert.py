@@ -175,6 +175,7 @@ def _diskkit_to(src: pathlib.Path, out_fmt: str, flags: tuple[str, ...],
 def local_cases(runs: int) -> list[dict]:
     """Local file to local file, every method on the same source."""
     srcs = sources()
+    os.sync()  # the sources' own write-back must not land on the first timed runs
     dst_dir = OUT / "dst"
     rows = []
     for src_name, out_fmt in CASES:
@@ -187,8 +188,15 @@ def local_cases(runs: int) -> list[dict]:
         times: dict[str, list[float]] = {m: [] for m in methods}
         cpu: dict[str, list[float]] = {m: [] for m in methods}
         peak_extra = 0
-        for _ in range(runs):
-            for method, fn in methods.items():
+        names = list(methods)
+        for fn in methods.values():  # one untimed round: page cache and memory warm
+            shutil.rmtree(dst_dir, ignore_errors=True)
+            dst_dir.mkdir()
+            fn(dst_dir / f"out.{out_fmt}")
+        for i in range(runs):
+            # the order rotates each round, so no method always follows the same one
+            for method in names[i % len(names):] + names[:i % len(names)]:
+                fn = methods[method]
                 shutil.rmtree(dst_dir, ignore_errors=True)
                 dst_dir.mkdir()
                 dst = dst_dir / f"out.{out_fmt}"
@@ -200,9 +208,12 @@ def local_cases(runs: int) -> list[dict]:
                     # Temporary space: what the directory held beyond the finished output.
                     peak_extra = max(peak_extra, max(0, w.peak - dst.stat().st_blocks * 512))
         med = {k: statistics.median(v) for k, v in times.items()}
+        best = {k: min(v) for k, v in times.items()}
         doc = LAST.get((src.suffix, out_fmt, ()), {})
         rows.append({"case": f"{src_name} -> {out_fmt}", **med, "peak_extra": peak_extra,
-                     "verify_method": doc.get("verify_method"),
+                     "verify_method": doc.get("verify_method"), "best": best,
+                     "phases": {" ".join(k[2]) or "default": v for k, v in PHASES.items()
+                                if k[:2] == (src.suffix, out_fmt)},
                      "cpu": {k: statistics.median(v) for k, v in cpu.items()},
                      "all": times, "load": os.getloadavg()[0]})
         print(f"{src_name} -> {out_fmt}: " + ", ".join(f"{k} {v:.2f}s" for k, v in med.items()),
@@ -322,14 +333,17 @@ def write_docs(local: list[dict], rbd: list[dict], runs: int, command: str) -> N
              "shown too: they are less disturbed by the other jobs than wall time.", ""]
     if local:
         lines += [f"Local files: source {LOCAL_SIZE >> 30} GiB virtual, {LOCAL_DATA >> 20} MiB "
-                  "of data (half random, half a pattern) in 4 MiB runs; the VMDK source is "
-                  "streamOptimized. Seconds. The peer is plain `qemu-img convert -f X -O Y` "
-                  "(its defaults) followed by an fsync of its output (the durability diskkit "
-                  "gives: its output is fsynced, renamed into place and the directory "
-                  "fsynced). diskkit is the command, `diskkit convert SRC DST -O FMT` (process "
-                  "start-up, detection, room check, copy, sync, verification, rename), with its "
-                  "defaults (verification on) and with `--no-verify`. Ratio = diskkit time / "
-                  "peer time (targets: at most 1.2 with verification, 1.0 without).", "",
+                  "of data (half random, half a pattern) in 4 MiB runs (the data of a typical "
+                  "cloud image); the VMDK source is streamOptimized. Seconds: the median of the "
+                  f"{runs} runs, the best run in brackets. The peer is plain `qemu-img convert "
+                  "-f X -O Y` (its defaults) followed by an fsync of its output (the "
+                  "durability diskkit gives: its output is fsynced, renamed into place and "
+                  "the directory fsynced). diskkit is the command, `diskkit convert SRC DST -O "
+                  "FMT --json` (process start-up, detection and safety checks, room check, "
+                  "copy, sync, verification, rename), with its defaults (verification on) and "
+                  "with `--no-verify`. One untimed round first; the methods' order rotates "
+                  "each round. Ratio = diskkit median / peer median (targets: at most 1.2 "
+                  "with verification, 1.0 without).", "",
                   "| conversion | qemu-img + fsync | diskkit | ratio | verified by "
                   "| diskkit --no-verify | ratio | CPU s: peer / diskkit / --no-verify "
                   "| diskkit peak temp space |",
@@ -337,35 +351,47 @@ def write_docs(local: list[dict], rbd: list[dict], runs: int, command: str) -> N
         for r in local:
             peer = r["plain+fsync"]
             c = r.get("cpu", {})
+            b = r.get("best", {})
+
+            def cell(m: str, b: dict = b, r: dict = r) -> str:
+                return f"{r[m]:.2f} ({b[m]:.2f})" if m in b else f"{r[m]:.2f}"
+
             cpu_cell = (f"{c['plain+fsync']:.2f} / {c['diskkit']:.2f} / "
                         f"{c['diskkit --no-verify']:.2f}" if c else "")
-            lines.append(f"| {r['case']} | {peer:.2f} | {r['diskkit']:.2f} | "
+            lines.append(f"| {r['case']} | {cell('plain+fsync')} | {cell('diskkit')} | "
                          f"{r['diskkit'] / peer:.2f} | {r.get('verify_method') or '?'} | "
-                         f"{r['diskkit --no-verify']:.2f} | "
+                         f"{cell('diskkit --no-verify')} | "
                          f"{r['diskkit --no-verify'] / peer:.2f} | {cpu_cell} | "
                          f"{r['peak_extra'] >> 20} MiB |")
         with_v = [r["diskkit"] / r["plain+fsync"] for r in local]
         without = [r["diskkit --no-verify"] / r["plain+fsync"] for r in local]
+        phase_rows = []
+        for r in local:
+            ph = r.get("phases", {}).get("default")
+            if ph:
+                phase_rows.append(f"{r['case']} copy {statistics.median(p[0] for p in ph):.2f}"
+                                  f" s, verification {statistics.median(p[1] for p in ph):.2f} s")
         lines += ["", f"Reading: with verification diskkit takes {min(with_v):.2f}-"
                   f"{max(with_v):.2f}x the peer's time (target <= 1.2: "
                   f"{'met' if max(with_v) <= 1.2 else 'NOT met'}), without "
                   f"{min(without):.2f}-{max(without):.2f}x (target <= 1.0: "
-                  f"{'met' if max(without) <= 1.0 else 'NOT met'}). What diskkit does to "
-                  "stay close: qemu-img writes the temporary file with `-t unsafe` (no flush "
-                  "per format-driver flush; with `-t writeback` the vhdx driver's hundreds of "
-                  "flushes were each an fdatasync), diskkit fsyncs it once while the "
-                  "verification reads both images from the page cache (disk-bound and "
-                  "CPU-bound work overlap), and no `-W` into local files (docs/convert.md "
-                  "\"Options chosen\"). What is left: the diskkit process itself (Python "
-                  "start-up, detection and safety checks, `qemu-img measure`: the CPU column's "
-                  "difference between `--no-verify` and the peer, 0.25-0.4 s), and the "
-                  "verification, which reads both images again: for a streamOptimized VMDK "
-                  "source (decompressed again) and a vhdx output it costs about as much CPU as "
-                  "the copy, and on a machine this loaded the fsync no longer hides it. "
-                  "diskkit's temporary space is what the target directory held beyond the "
-                  "finished output: the temporary name IS the output, renamed once verified. "
-                  "The machine is shared with other jobs (2 cores, load average 9-18 during "
-                  "these runs): single runs vary by 2-3x.", ""]
+                  f"{'met' if max(without) <= 1.0 else 'NOT met'}). diskkit's own phases "
+                  "(medians, from its JSON): " + "; ".join(phase_rows) + ". How: qemu-img "
+                  "writes the temporary file with `-t unsafe` and diskkit starts the kernel's "
+                  "write-back of it while qemu-img writes (`sync_file_range`, "
+                  "diskkit/convert/writeback.py), so the one fsync after the copy has little "
+                  "left; the verification reads both sides with diskkit's own readers (raw, "
+                  "qcow2, VHDX, VMDK), only their data, in two threads each with readers of "
+                  "its own, overlapped with that fsync; a streamOptimized VMDK source is "
+                  "inflated and hashed on the second core while qemu-img copies, so only the "
+                  "output is read after (docs/convert.md \"Verification\"). What is left of "
+                  "diskkit's own cost is Python's start-up and imports (about 60-80 ms). The "
+                  "machine is a 2-core VM whose first touch of memory freed a while ago is "
+                  "slow (a copy then takes 3-5x its usual time, in any method): single runs "
+                  "vary by that much, hence the medians, the best runs and the rotated "
+                  "order. diskkit's temporary space is what the target directory held beyond "
+                  "the finished output: the temporary name IS the output, renamed once "
+                  "verified.", ""]
     if rbd:
         two = next(r for r in rbd if r["method"] == "temp raw + rbd import")["seconds"]
         lines += [f"Into RBD (single-node memstore cluster of tests/fixtures/ceph.py): qcow2 "
@@ -414,7 +440,7 @@ def write_sweep(rows: list[dict], runs: int) -> None:
 def main() -> None:
     """Run the benchmark; with --write-docs put the figures into docs/benchmarks.md."""
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--no-rbd", action="store_true")
     ap.add_argument("--no-local", action="store_true")
     ap.add_argument("--sweep", action="store_true",

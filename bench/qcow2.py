@@ -129,8 +129,8 @@ def baseline(runs: int) -> dict[str, float]:
     methods: dict[str, Callable[[], object]] = {
         "qemu-img map": partial(sh, ["qemu-img", "map", "--output=json", "-f", "qcow2",
                                      str(path)]),
-        "diskkit info": partial(sh, [DISKKIT, "info", str(path)], check=False),
-        "diskkit diagnose": partial(sh, [DISKKIT, "diagnose", str(path)], check=False),
+        "diskkit info": partial(sh, [DISKKIT, "info", "--json", str(path)], check=False),
+        "diskkit diagnose": partial(sh, [DISKKIT, "diagnose", "--json", str(path)], check=False),
     }
     times: dict[str, list[float]] = {m: [] for m in methods}
     for fn in methods.values():
@@ -153,8 +153,9 @@ def map_cases(counts: list[int], runs: int) -> list[dict]:
             "qemu-img map": partial(sh, ["qemu-img", "map", "--output=json", "-f", "qcow2",
                                          str(path)]),
             "extents (in process)": partial(in_process_extents, path),
-            "diskkit info": partial(sh, [DISKKIT, "info", str(path)], check=False),
-            "diskkit diagnose": partial(sh, [DISKKIT, "diagnose", str(path)], check=False),
+            "diskkit info": partial(sh, [DISKKIT, "info", "--json", str(path)], check=False),
+            "diskkit diagnose": partial(sh, [DISKKIT, "diagnose", "--json", str(path)],
+                                        check=False),
         }
         times: dict[str, list[float]] = {m: [] for m in methods}
         for fn in methods.values():  # warm the page cache
@@ -232,10 +233,10 @@ def write_docs(maps: list[dict], reads: list[dict], base: dict[str, float], runs
              "64 KiB clusters; the bench digs the zeros out again (`fallocate --dig-holes`), "
              "so the 100k image occupies about 0.5 GiB of disk for its 6.2 GiB apparent size.", "",
              "Allocation map: `qemu-img map --output=json -f qcow2` against diskkit's qcow2 "
-             "reader in process (fresh reader, every extent listed), and the `diskkit info` "
-             "and `diskkit diagnose` commands (process start-up, detection, layout and boot "
-             "inspection included; bytecode cached, as installed). Ratio = qemu-img map "
-             "time / diskkit time (>= 1: diskkit is not slower). The same commands on an "
+             "reader in process (fresh reader, every extent listed), and the `diskkit info "
+             "--json` and `diskkit diagnose --json` commands (JSON, as qemu-img map's; "
+             "process start-up, detection, layout and boot inspection included; bytecode "
+             "cached, as installed). Ratio = qemu-img map time / diskkit time (>= 1: diskkit is not slower). The same commands on an "
              "empty 1 MiB qcow2 measure what a command costs whatever the image (Python "
              "start-up and imports, detection, the layout of an empty disk): "
              f"`diskkit info` {fmt_s(base['diskkit info'])}, `diskkit diagnose` "
