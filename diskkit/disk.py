@@ -75,7 +75,11 @@ def _open_format(container: Reader, target: Target, fmt: str, detection: Detecti
         raise UserError(f"{target.display} is LUKS-encrypted: diskkit cannot read it without "
                         "the key", code="encrypted", hint="decrypt it first (cryptsetup or "
                         "qemu-img convert --object secret,...)")
-    if info.read is ReadVia.QEMU_NBD and info.qemu:
+    if info.read in _OWN_READERS:
+        own = _own_reader(container, target, info.read)
+        if own is not None:
+            return own
+    if info.read in (ReadVia.QEMU_NBD, *_OWN_READERS) and info.qemu:
         if target.kind != "file":
             raise UserError(f"{target.display}: {fmt} is read through qemu-nbd, for local "
                             "files only", code="unsupported-target",
@@ -84,6 +88,27 @@ def _open_format(container: Reader, target: Target, fmt: str, detection: Detecti
         cls = load("diskkit.readers.nbd:QemuNbdReader", "python3-libnbd qemu-utils")
         return cls(target.path, info.qemu, allow_backing=allow_backing)
     raise UserError(f"cannot open a {fmt} image", code="bad-format")
+
+
+#: Formats diskkit reads itself for the kinds its reader knows (qemu-nbd for the others).
+_OWN_READERS = {ReadVia.VMDK: "diskkit.readers.vmdk:VmdkReader",
+                ReadVia.VHDX: "diskkit.readers.vhdx:VhdxReader"}
+
+
+def _own_reader(container: Reader, target: Target, via: ReadVia) -> Reader | None:
+    """diskkit's own reader of a VMDK (monolithicSparse, streamOptimized) or VHDX (dynamic,
+    fixed), in process: no qemu-nbd server, and any target (a VMDK stored in an RBD image
+    too). None when the reader refuses this file and qemu may read it (another VMDK
+    createType, a VHDX log to replay: tried again through qemu-nbd, for local files; what
+    qemu-nbd says then is the answer)."""
+    cls = load(_OWN_READERS[via], "python3")
+    try:
+        reader: Reader = cls(container, name=f"{target.display} ({via.value})")
+    except ImageError:
+        if target.kind != "file":
+            raise
+        return None
+    return reader
 
 
 def _backing_opener(target: Target) -> Callable[..., Reader]:

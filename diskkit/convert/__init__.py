@@ -9,7 +9,7 @@ Public API::
 
 :func:`convert` detects and safety-checks the source (:class:`Refused` for a hostile one),
 measures the output against the target's free space, converts under a temporary name with
-qemu-img, verifies with ``qemu-img compare`` and renames. See docs/convert.md.
+qemu-img, verifies it against the source and renames. See docs/convert.md.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -1,14 +1,15 @@
 """One conversion, start to finish: plan, write under a temporary name, verify, rename.
 
 The output is never visible under its final name until qemu-img has finished, the output is
-on disk, and ``qemu-img compare`` has found the guest-visible content (and size) identical.
-A new local file is written with ``-t unsafe`` (no flush per format-driver flush), then
-fsynced once while ``qemu-img compare`` reads it from the page cache (the two overlap: one is
-disk-bound, the other memory- and CPU-bound), then linked or renamed into place and the
-directory fsynced: the durability of ``qemu-img convert`` followed by ``fsync``. On any
-failure or interruption (Ctrl-C, SIGTERM, a cancelled batch) qemu-img's process group is
-killed first and then the partial output (the temporary file, or the temporary RBD image) is
-removed.
+on disk, and the verification (verify.py: diskkit's own readers where it reads both sides,
+``qemu-img compare`` otherwise) has found the guest-visible content (and size) identical.
+A new local file is written with ``-t unsafe`` (no flush per format-driver flush) while
+diskkit starts its write-back as the data comes (writeback.py), then fsynced once while the
+verification reads it from the page cache (the two overlap: one is disk-bound, the other
+memory- and CPU-bound), then linked or renamed into place and the directory fsynced: the
+durability of ``qemu-img convert`` followed by ``fsync``. On any failure or interruption
+(Ctrl-C, SIGTERM, a cancelled batch) qemu-img's process group is killed first and then the
+partial output (the temporary file, or the temporary RBD image) is removed.
 """
 
 from __future__ import annotations

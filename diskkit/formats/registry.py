@@ -31,6 +31,8 @@ class ReadVia(StrEnum):
 
     IN_PLACE = "in-place"    # the bytes are the disk (raw, iso; also a fixed VHD's body)
     QCOW2 = "qcow2"          # diskkit.readers.qcow2, pure Python
+    VMDK = "vmdk"            # diskkit.readers.vmdk (hosted sparse), else qemu-nbd
+    VHDX = "vhdx"            # diskkit.readers.vhdx (dynamic, fixed), else qemu-nbd
     QEMU_NBD = "qemu-nbd"    # diskkit.readers.nbd.QemuNbdReader with the qemu driver
     REFUSE = "refuse"        # cannot be read without something diskkit does not have (a key)
     UNPACK = "unpack"        # not a disk: unpack it first
@@ -130,7 +132,7 @@ for _info in (
                preallocate_options=("preallocation=falloc",), compress_options=()),
     FormatInfo("qed", _D, "qed", ReadVia.QEMU_NBD, None, "QEMU enhanced disk",
                extension="qed", has_backing=True, qemu_backing=True),
-    FormatInfo("vmdk", _D, "vmdk", ReadVia.QEMU_NBD, "vmdk", "VMware virtual disk",
+    FormatInfo("vmdk", _D, "vmdk", ReadVia.VMDK, "vmdk", "VMware virtual disk",
                extension="vmdk", has_backing=True, qemu_backing=True,
                writable=True,
                compress_options=("subformat=streamOptimized",)),
@@ -138,7 +140,7 @@ for _info in (
                "Microsoft Virtual PC / Hyper-V VHD (a fixed VHD is read in place)",
                aliases=("vpc",), extension="vhd", has_backing=True, writable=True,
                create_options=("force_size=on",), preallocate_options=("subformat=fixed",)),
-    FormatInfo("vhdx", _D, "vhdx", ReadVia.QEMU_NBD, "vhdx", "Hyper-V VHDX",
+    FormatInfo("vhdx", _D, "vhdx", ReadVia.VHDX, "vhdx", "Hyper-V VHDX",
                extension="vhdx", has_backing=True, writable=True,
                preallocate_options=("subformat=fixed",)),
     FormatInfo("vdi", _D, "vdi", ReadVia.QEMU_NBD, "vdi", "VirtualBox disk image",

@@ -89,8 +89,17 @@ def test_qcow2_backing_chain_only_when_allowed(corpus, tmp_path):
     _same_as_qemu(corpus / "q2-backing.qcow2", "qcow2", tmp_path, allow_backing=True)
 
 
-@pytest.mark.parametrize("name,fmt", [("vmdk-so.vmdk", "vmdk"), ("x-data.vhdx", "vhdx"),
-                                      ("x.vdi", "vdi")])
+@pytest.mark.parametrize("name,fmt,cls", [("vmdk-so.vmdk", "vmdk", "VmdkReader"),
+                                          ("x-data.vhdx", "vhdx", "VhdxReader")])
+def test_vmdk_and_vhdx_read_in_process(corpus, tmp_path, name, fmt, cls):
+    """The registry's VMDK and VHDX entries open with diskkit's own readers (no qemu-nbd
+    server), and read what qemu reads."""
+    with open_disk(str(corpus / name)) as r:
+        assert type(r).__name__ == cls
+    _same_as_qemu(corpus / name, fmt, tmp_path)
+
+
+@pytest.mark.parametrize("name,fmt", [("x.vdi", "vdi")])
 def test_other_formats_through_qemu_nbd(corpus, tmp_path, name, fmt):
     from diskkit.readers.nbd import QemuNbdReader
 
