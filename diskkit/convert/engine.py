@@ -91,9 +91,9 @@ class Result:
     #: and the comparison overlap), renamed and the directory synced.
     finish_seconds: float = 0.0
     verified: bool | None = None
-    #: How it was verified: "qemu-img" (qemu-img compare), "in-process" (diskkit read both
-    #: sides after the copy), "digest" (the source hashed during the copy, the output
-    #: after); None without verification.
+    #: How it was verified: "digest" (a local output: the source hashed during the copy,
+    #: the output after, by diskkit's readers), "in-process" (an RBD output: both read by
+    #: diskkit after the copy), "qemu-img" (qemu-img compare); None without verification.
     verify_method: str | None = None
     command: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -308,11 +308,8 @@ class _Verifier:
                             dst, image=out.temp, snap=None)) as image:
                         return verify.compare_readers(source, image)
                 open_target = verify.opener(out.temp, self.out_format)
-                if open_target is not None:
-                    if self.digest is not None:
-                        return verify.compare_digests(self.open_source, self.digest,
-                                                      open_target)
-                    return verify.compare_parallel(self.open_source, open_target)
+                if open_target is not None and self.digest is not None:
+                    return verify.compare_digests(self.open_source, self.digest, open_target)
         except DiskkitError:
             pass  # a side diskkit does not read after all: qemu-img compares (below)
         self.method = "qemu-img"
