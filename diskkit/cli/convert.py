@@ -62,8 +62,8 @@ def _print_findings(source: str, findings: list[dict[str, Any]]) -> None:
     output.console.print("  (pass --allow-unsafe to convert it anyway)")
 
 
-_HOW = {"qemu-img": "qemu-img compare", "in-process": "read back by diskkit",
-        "digest": "source hashed during the copy, output read back by diskkit"}
+_HOW = {"qemu-img": "qemu-img compare",
+        "digest": "source hashed during the copy, output read back and hashed by diskkit"}
 
 
 def _summary(d: dict[str, Any]) -> None:

@@ -91,9 +91,9 @@ class Result:
     #: and the comparison overlap), renamed and the directory synced.
     finish_seconds: float = 0.0
     verified: bool | None = None
-    #: How it was verified: "digest" (a local output: the source hashed during the copy,
-    #: the output after, by diskkit's readers), "in-process" (an RBD output: both read by
-    #: diskkit after the copy), "qemu-img" (qemu-img compare); None without verification.
+    #: How it was verified: "digest" (the source hashed during the copy, the output after,
+    #: by diskkit's readers and librbd), "qemu-img" (qemu-img compare); None without
+    #: verification.
     verify_method: str | None = None
     command: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -274,8 +274,8 @@ class _Verifier:
         self.method = "qemu-img"
         self.open_source: verify.Opener | None = None
         if src.target.kind == "file" and src.target.path and not req.strict_verify:
-            self.method = "in-process" if kind == "rbd" else \
-                verify.method(src.format, out_format, kind, req.strict_verify)
+            self.method = verify.method(src.format, out_format,
+                                        "file" if kind == "rbd" else kind, req.strict_verify)
             if self.method != "qemu-img":
                 self.open_source = verify.opener(src.target.path, src.format)
                 if self.open_source is None:
@@ -299,14 +299,15 @@ class _Verifier:
 
         try:
             if self.open_source is not None and out.temp:
-                if self.kind == "rbd":
+                if self.kind == "rbd" and self.digest is not None:
                     import dataclasses
 
                     from diskkit.readers.rbd import RbdReader
 
-                    with self.open_source() as source, RbdReader(dataclasses.replace(
-                            dst, image=out.temp, snap=None)) as image:
-                        return verify.compare_readers(source, image)
+                    image = dataclasses.replace(dst, image=out.temp, snap=None)
+                    return verify.compare_digests(self.open_source, self.digest,
+                                                  lambda: RbdReader(image),
+                                                  workers=verify.IN_FLIGHT)
                 open_target = verify.opener(out.temp, self.out_format)
                 if open_target is not None and self.digest is not None:
                     return verify.compare_digests(self.open_source, self.digest, open_target)

@@ -17,22 +17,17 @@ neither lists as data reads as zeros on both and is not read). The guest-visible
 be equal too (qemu-img compare only warns). On a mismatch the exact first differing offset
 is found by reading that piece of both sides again.
 
-RBD outputs (reads are network round trips that qemu-img compare issues one at a time) are
-compared byte for byte by :func:`compare_readers`, with several reads in flight.
+An RBD output is hashed the same way, through librbd with IN_FLIGHT reads at once (each is
+a network round trip; qemu-img compare issues one at a time).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 from diskkit.errors import InternalError
 from diskkit.readers.base import Extent, Reader
-
-if TYPE_CHECKING:
-    import collections
-    import concurrent.futures as cf
 
 #: Opens a fresh reader of one side (each verifying thread reads through its own).
 Opener = Callable[[], Reader]
@@ -152,19 +147,21 @@ def _digest(data: bytes) -> bytes:
 def _in_workers(first: list[Reader], openers: list[Opener], count: int, workers: int,
                 job: Callable[[list[Reader], int], None],
                 stop: threading.Event | None = None) -> None:
-    """Run ``job(readers, k)`` for k in range(count), split over ``workers`` threads, each
-    with readers of its own (worker 0 uses ``first``; the others open theirs with
-    ``openers``): diskkit's readers keep caches that one thread fills while reading, so
-    each thread reads through its own. The first exception stops every worker and is
+    """Run ``job(readers, k)`` for k in range(count), split over ``workers`` threads. Readers
+    whose reads may run in parallel (``concurrent_reads``: files, librbd, the VHDX and VMDK
+    readers) are shared; otherwise each thread reads through readers of its own (worker 0
+    uses ``first``, the others open theirs with ``openers``): the qcow2 reader keeps caches
+    that one thread fills while reading. The first exception stops every worker and is
     re-raised."""
     failed: list[BaseException] = []
     halt = stop or threading.Event()
+    shared = all(r.concurrent_reads for r in first)
 
     def run(w: int) -> None:
         own: list[Reader] = []
         try:
-            readers = first if w == 0 else [o() for o in openers]
-            own = [] if w == 0 else readers
+            readers = first if w == 0 or shared else [o() for o in openers]
+            own = [] if readers is first else readers
             for k in range(w, count, workers):
                 if halt.is_set() or failed:
                     return
@@ -251,6 +248,7 @@ def _first_difference(source: Reader, target: Reader, start: int, n: int) -> int
 
 def compare_digests(open_source: Opener, digest: SourceDigest, open_target: Opener, *,
                     workers: int = WORKERS) -> tuple[bool, str]:
+    # ``workers``: threads hashing the output (IN_FLIGHT for RBD: each read a round trip)
     """(identical, message): the output against the digests the source's
     :class:`SourceDigest` made (waited for). A piece only the output lists as data must
     hash as zeros. The first differing offset is found by reading the source again."""
@@ -276,60 +274,3 @@ def compare_digests(open_source: Opener, digest: SourceDigest, open_target: Open
 
 def _size_message(a: int, b: int) -> str:
     return f"the guest-visible sizes differ: {a} bytes in the source, {b} in the output"
-
-
-def _data_ranges(a: Reader, b: Reader) -> Iterator[tuple[int, int]]:
-    """The union of both readers' data extents, merged, as (offset, end)."""
-    extents = sorted([*((e.offset, e.end) for e in a.data_extents()),
-                      *((e.offset, e.end) for e in b.data_extents())])
-    cur: list[int] | None = None
-    for lo, hi in extents:
-        if cur is not None and lo <= cur[1]:
-            cur[1] = max(cur[1], hi)
-            continue
-        if cur is not None:
-            yield cur[0], cur[1]
-        cur = [lo, hi]
-    if cur is not None:
-        yield cur[0], cur[1]
-
-
-def _chunks(ranges: Iterator[tuple[int, int]]) -> Iterator[Extent]:
-    for lo, hi in ranges:
-        for pos in range(lo, hi, CHUNK):
-            yield Extent(pos, min(CHUNK, hi - pos))
-
-
-def compare_readers(source: Reader, target: Reader, *, in_flight: int = IN_FLIGHT
-                    ) -> tuple[bool, str]:
-    """(identical, message), byte for byte. ``target`` is read from worker threads when its
-    reads may run in parallel (``concurrent_reads``: files, librbd, diskkit's VHDX/VMDK
-    readers), else from the calling thread; ``source`` only from the calling thread."""
-    if source.size != target.size:
-        return False, _size_message(source.size, target.size)
-    import collections
-    import concurrent.futures as cf  # RBD outputs only: it imports logging (4 ms)
-
-    if not target.concurrent_reads:
-        in_flight = 1
-    pending: collections.deque[tuple[Extent, cf.Future[bytes]]] = collections.deque()
-    chunks = _chunks(_data_ranges(source, target))
-    with cf.ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="verify") as pool:
-        try:
-            while True:
-                while len(pending) < in_flight:
-                    ext = next(chunks, None)
-                    if ext is None:
-                        break
-                    pending.append((ext, pool.submit(target.read, ext.offset, ext.length)))
-                if not pending:
-                    return True, "Images are identical."
-                ext, fut = pending.popleft()
-                want = source.read(ext.offset, ext.length)
-                got = fut.result()
-                if want != got:
-                    at = ext.offset + next(i for i in range(len(want)) if want[i] != got[i])
-                    return False, f"Content mismatch at offset {at}!"
-        finally:
-            for _ext, fut in pending:
-                fut.cancel()

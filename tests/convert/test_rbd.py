@@ -155,14 +155,14 @@ def test_from_rbd_snapshot(ceph_cluster, images: dict[str, pathlib.Path],
 
 def test_in_process_verification_against_rbd(ceph_cluster, images: dict[str, pathlib.Path],
                                              tmp_path: pathlib.Path) -> None:
-    """The RBD output's verification (allocation maps, then the data ranges read with several
-    requests in flight) finds what qemu-img compare finds: a flipped byte in the data, data
-    where the source reads zeros, a different size; and agrees on an identical copy."""
+    """The RBD output's verification (the source's digests, then the image's data pieces read
+    and hashed with several requests in flight) finds what qemu-img compare finds: a flipped
+    byte in the data, data where the source reads zeros, a different size; and agrees on an
+    identical copy."""
     import rados
     import rbd
 
-    from diskkit.convert.verify import compare_readers
-    from diskkit.readers.qcow2 import Qcow2Reader
+    from diskkit.convert import verify
     from diskkit.readers.raw import FileReader
     from diskkit.readers.rbd import RbdReader
 
@@ -171,9 +171,12 @@ def test_in_process_verification_against_rbd(ceph_cluster, images: dict[str, pat
     qemu_img("convert", "-f", "qcow2", "-O", "raw", images["qcow2"], _spec(c, name))
 
     def check() -> tuple[bool, str]:
-        with Qcow2Reader(FileReader(str(images["qcow2"]))) as s, \
-                RbdReader(_spec(c, name)) as d:
-            return compare_readers(s, d)
+        open_src = verify.opener(str(images["qcow2"]), "qcow2")
+        assert open_src is not None
+        digest = verify.SourceDigest(open_src)
+        digest.start()
+        return verify.compare_digests(open_src, digest, lambda: RbdReader(_spec(c, name)),
+                                      workers=verify.IN_FLIGHT)
 
     def qemu_says() -> bool:
         r = run(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", str(images["qcow2"]),
