@@ -156,6 +156,11 @@ def map_cases(counts: list[int], runs: int) -> list[dict]:
             "diskkit info": partial(sh, [DISKKIT, "info", "--json", str(path)], check=False),
             "diskkit diagnose": partial(sh, [DISKKIT, "diagnose", "--json", str(path)],
                                         check=False),
+            # the same commands on the empty image, in the same rounds (start-up baseline)
+            "diskkit info (empty)": partial(sh, [DISKKIT, "info", "--json", str(empty())],
+                                            check=False),
+            "diskkit diagnose (empty)": partial(sh, [DISKKIT, "diagnose", "--json",
+                                                     str(empty())], check=False),
         }
         times: dict[str, list[float]] = {m: [] for m in methods}
         for fn in methods.values():  # warm the page cache
@@ -164,8 +169,12 @@ def map_cases(counts: list[int], runs: int) -> list[dict]:
             for m, fn in methods.items():
                 times[m].append(timed(fn))
         med = {m: statistics.median(v) for m, v in times.items()}
+        beyond = {f"beyond {c}": max(FLOOR, statistics.median(
+            a - b for a, b in zip(times[f"diskkit {c}"], times[f"diskkit {c} (empty)"],
+                                  strict=True))) for c in ("info", "diagnose")}
         row = {"image": label, "file_bytes": path.stat().st_size,
-               "extents": in_process_extents(path), "same_as_qemu": same_map(path), **med}
+               "extents": in_process_extents(path), "same_as_qemu": same_map(path), **med,
+               **beyond}
         rows.append(row)
         print(f"{label}: " + ", ".join(f"{m} {v:.3f}s" for m, v in med.items())
               + f", same map as qemu: {row['same_as_qemu']}", flush=True)
@@ -219,7 +228,9 @@ FLOOR = 0.001
 
 
 def _beyond(r: dict, base: dict[str, float], method: str) -> float:
-    return max(FLOOR, r[method] - base[method])
+    """The command's time beyond its start-up: the median over the rounds of (this image -
+    the empty image), timed back to back (at least FLOOR)."""
+    return float(r[method.replace("diskkit", "beyond")])
 
 
 def write_docs(maps: list[dict], reads: list[dict], base: dict[str, float], runs: int,
@@ -239,13 +250,15 @@ def write_docs(maps: list[dict], reads: list[dict], base: dict[str, float], runs
              "cached, as installed). Ratio = qemu-img map time / diskkit time (>= 1: "
              "diskkit is not slower). The same commands on an empty 1 MiB qcow2 measure "
              "what a command costs whatever the image (Python "
-             "start-up and imports, detection, the layout of an empty disk): "
+             "start-up and imports, detection, the layout of an empty disk), timed in the "
+             "same rounds as each image: medians "
              f"`diskkit info` {fmt_s(base['diskkit info'])}, `diskkit diagnose` "
-             f"{fmt_s(base['diskkit diagnose'])}, `qemu-img map` "
-             f"{fmt_s(base['qemu-img map'])}. The issue leaves that start-up to the "
+             f"{fmt_s(base['diskkit diagnose'])} (`qemu-img map` on it: "
+             f"{fmt_s(base['qemu-img map'])}). The issue leaves that start-up to the "
              "one-model issue (issue 10: docs/cli.md \"Start-up time\"); the columns "
-             "\"beyond start-up\" are each command's time minus its time on the empty "
-             f"image (at least {FLOOR * 1000:.0f} ms), the cost this image adds, and "
+             "\"beyond start-up\" are the median over the rounds of each command's time minus "
+             f"its time on the empty image in the same round (at least {FLOOR * 1000:.0f} ms), the "
+             "cost this image adds, and "
              "their ratio compares that with the whole of `qemu-img map`.", "",
              "| image | file size (apparent) | extents | qemu-img map | in process | ratio "
              "| diskkit info | ratio | beyond start-up | ratio | diskkit diagnose | ratio "
