@@ -1,6 +1,7 @@
-"""Helper processes die with diskkit: ``info``/``diagnose`` on VHDX, VMDK, VDI and VHD images
-(read through a private qemu-nbd) killed by SIGTERM or SIGKILL while qemu-nbd runs leave no
-qemu-nbd (checked in /proc), and ``diskkit cleanup`` removes the server's directory.
+"""Helper processes die with diskkit: ``info``/``diagnose`` on VDI and VHD images (read
+through a private qemu-nbd) killed by SIGTERM or SIGKILL while qemu-nbd runs leave no
+qemu-nbd (checked in /proc), and ``diskkit cleanup`` removes the server's directory. VMDK
+and VHDX are read in process: no qemu-nbd is started for them at all (strace).
 The command of ``run`` is ended with diskkit too."""
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pytest
 
 from tests.helpers import create
 
-FORMATS = {"vhdx": "vhdx", "vmdk": "vmdk", "vdi": "vdi", "vhd": "vpc"}
+#: Formats read through qemu-nbd (diskkit name -> qemu driver).
+FORMATS = {"vdi": "vdi", "vhd": "vpc"}
 
 
 def _procs_with(needle: str, program: str) -> list[int]:
@@ -99,6 +101,26 @@ def test_no_qemu_nbd_survives(tmp_path: pathlib.Path, fmt: str, sig: int, comman
     assert res.returncode == 0, res.stderr
     assert _nbd_dirs(str(tmp)) == set()
     assert not (tmp_path / "run" / "servers").exists()
+
+
+@pytest.mark.parametrize("fmt", ["vmdk", "vhdx"])
+def test_vmdk_and_vhdx_start_no_helper(tmp_path: pathlib.Path, fmt: str) -> None:
+    """diskkit reads these itself: ``info`` and ``diagnose`` execute no qemu-nbd (nor any
+    other qemu program)."""
+    import shutil
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    img = create(tmp_path / f"disk.{fmt}", fmt, "64M")
+    for command in ("info", "diagnose"):
+        trace = tmp_path / f"{command}.trace"
+        res = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace),
+                              sys.executable, "-m", "diskkit", command, str(img), "--json"],
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert res.returncode in (0, 1), res.stderr
+        execs = [ln for ln in trace.read_text().splitlines() if "execve(" in ln]
+        assert execs and not [ln for ln in execs if "qemu" in ln.split("execve(", 1)[1]
+                              .split(",", 1)[0]], execs
 
 
 def test_cleanup_kills_a_server_whose_diskkit_died(tmp_path: pathlib.Path) -> None:
