@@ -282,7 +282,8 @@ class _Verifier:
                     self.method = "qemu-img"
         self.digest: verify.SourceDigest | None = None
         if self.method == "digest" and self.open_source is not None:
-            self.digest = verify.SourceDigest(self.open_source)
+            self.digest = verify.SourceDigest(self.open_source,
+                                              verify.digest_workers(src.format))
             self.digest.start()
 
     def close(self) -> None:
