@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from diskkit.errors import ImageError
 from diskkit.formats.qcow2 import KNOWN_INCOMPATIBLE, PREFIX_SIZE, Qcow2Header, parse_header
 from diskkit.readers.base import Extent, Reader, merge_extents
-from diskkit.readers.qcow2_clusters import LruCache, inflate, unzstd
+from diskkit.readers.qcow2_clusters import LruCache, inflate, same_step, unzstd
 
 #: qemu's QCOW_MAX_L1_SIZE: an L1 table of more than 32 MiB is refused.
 MAX_L1_BYTES = 32 << 20
@@ -94,37 +94,6 @@ def _table(raw: bytes) -> array:
     if _SWAP:
         table.byteswap()
     return table
-
-
-def _same_step(table: array, i: int, value: int, step: int, count: int) -> int:
-    """How many entries from ``table[i]`` (at most ``count``) read ``value + k * step``.
-
-    The run's end is found on single entries (doubling, then bisection: a few dozen
-    comparisons), then the whole run is checked with one array comparison; only a table
-    whose entries leave the run and come back to it falls back to a plain loop."""
-    if count < 2 or table[i + 1] != value + step:
-        return 1
-    n = 2
-    while n < count:  # doubling on the entry at the end of the candidate run
-        m = min(count, 2 * n)
-        if table[i + m - 1] != value + (m - 1) * step:
-            break
-        n = m
-    lo, hi = n, min(count, 2 * n)  # the entry at lo-1 matches, the one at hi-1 does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if table[i + mid - 1] == value + (mid - 1) * step:
-            lo = mid
-        else:
-            hi = mid
-    expected = array("Q", [value]) * lo if not step else \
-        array("Q", range(value, value + lo * step, step))
-    if table[i : i + lo] == expected:
-        return lo
-    k = 2
-    while k < count and table[i + k] == value + k * step:
-        k += 1
-    return k
 
 
 class Qcow2Reader(Reader):
@@ -304,7 +273,7 @@ class Qcow2Reader(Reader):
                 if after == v + step:
                     if table is None:
                         table = _table(raw)
-                    k = _same_step(table, i, v, step, entries - i)
+                    k = same_step(table, i, v, step, entries - i)
                 kind, host = ZERO, 0
             else:
                 host = v & _OFFSET_MASK
@@ -318,7 +287,7 @@ class Qcow2Reader(Reader):
                 if after == v + cs:
                     if table is None:
                         table = _table(raw)
-                    k = _same_step(table, i, v, cs, entries - i)
+                    k = same_step(table, i, v, cs, entries - i)
                 kind = DATA
             spent += k
             end = g + (k << cb)

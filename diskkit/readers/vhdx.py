@@ -69,6 +69,7 @@ from diskkit.formats.vhdx import (
     checksum_ok,
 )
 from diskkit.readers.base import Extent, Reader, merge_extents
+from diskkit.readers.qcow2_clusters import same_step
 
 MiB = 1 << 20
 #: The header section (identifier, headers, region tables) is the first MiB of the file.
@@ -88,7 +89,6 @@ _STATE_NAMES = {4: "4 (undefined by the specification)",
                 PARTIALLY_PRESENT: "7 (PARTIALLY_PRESENT, valid only in a differencing disk)"}
 
 _OFFSET_MASK = 0xFFFFFFFFFFF00000  # bits 20-63: file offset in MiB
-_U64 = (1 << 64) - 1
 _STATES = bytes(b & 7 for b in range(256))  # low byte of an entry -> its state
 _PRESENT = re.compile(rb"\x06+")
 _INVALID = re.compile(rb"[\x04\x07]")
@@ -104,34 +104,6 @@ def _zero(view: memoryview) -> None:
         k = min(n - pos, len(_ZEROS))
         view[pos : pos + k] = _ZEROS[:k]
         pos += k
-
-
-def _contiguous(table: array, i: int, value: int, step: int, count: int) -> int:
-    """How many entries from ``table[i]`` (at least 1, at most ``count``) read
-    ``value + k * step``: the end is found on single entries (doubling, then bisection),
-    then the whole stretch is checked with one array comparison."""
-    count = min(count, (_U64 - value) // step + 1)  # never past 2**64
-    if count < 2 or table[i + 1] != value + step:
-        return 1
-    lo, hi = 2, count + 1  # entry lo-1 matches; entry hi-1 does not (or is past count)
-    while lo < count:
-        m = min(count, 2 * lo)
-        if table[i + m - 1] != value + (m - 1) * step:
-            hi = m
-            break
-        lo = m
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if table[i + mid - 1] == value + (mid - 1) * step:
-            lo = mid
-        else:
-            hi = mid
-    if table[i : i + lo] == array("Q", range(value, value + lo * step, step)):
-        return lo
-    k = 2  # the entries left the stretch and came back to it: count them one by one
-    while k < count and table[i + k] == value + k * step:
-        k += 1
-    return k
 
 
 class VhdxReader(Reader):
@@ -372,7 +344,7 @@ class VhdxReader(Reader):
                                       "hold them (blocks shared by several entries?)")
                 while i < j:
                     value = table[i]
-                    k = _contiguous(table, i, value, self.block_size, j - i)
+                    k = same_step(table, i, value, self.block_size, j - i)
                     self._add(self._block_of(base + i), k, value & _OFFSET_MASK)
                     i += k
 

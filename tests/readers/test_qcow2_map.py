@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diskkit.errors import ImageError
-from diskkit.readers.qcow2 import COMPRESSED, DATA, Qcow2Reader, _same_step
+from diskkit.readers.qcow2 import COMPRESSED, DATA, Qcow2Reader
+from diskkit.readers.qcow2_clusters import same_step
 from diskkit.readers.raw import FileReader
 from tests.helpers import create, qemu_img
 from tests.readers.images import MiB, compressible, merge, qemu_io, qemu_map, raw_of
@@ -197,4 +198,4 @@ def test_same_step_matches_a_plain_loop(runs: list[tuple[int, bool]], step: int)
         want = 1
         while i + want < len(table) and table[i + want] == table[i] + want * step:
             want += 1
-        assert _same_step(table, i, table[i], step, len(table) - i) == want
+        assert same_step(table, i, table[i], step, len(table) - i) == want
