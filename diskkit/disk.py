@@ -111,6 +111,35 @@ def _own_reader(container: Reader, target: Target, via: ReadVia) -> Reader | Non
     return reader
 
 
+def open_in_process(path: str, fmt: str) -> Reader | None:
+    """diskkit's own reader of the local file ``path`` in format ``fmt`` (a name or qemu
+    driver name), as the registry reads it (raw in place, qcow2, the VMDK and VHDX kinds
+    their readers know), or None where only qemu reads it: another format, a qcow2 naming a
+    backing or data file (never followed here), a kind the VMDK/VHDX reader refuses. No
+    detection: the caller knows the format."""
+    info = registry.lookup(fmt)
+    if info is None or info.read not in (ReadVia.IN_PLACE, ReadVia.QCOW2, *_OWN_READERS):
+        return None
+    container = open_container(path)
+    try:
+        if info.read is ReadVia.IN_PLACE:
+            return container
+        if info.read is ReadVia.QCOW2:
+            cls = load("diskkit.readers.qcow2:Qcow2Reader", "python3")
+            q: Reader = cls(container)
+            if q.header.has_backing_file or q.header.has_data_file:  # type: ignore[attr-defined]
+                q.close()
+                return None
+            return q
+        own = _own_reader(container, _target(path), info.read)
+    except BaseException:
+        container.close()
+        raise
+    if own is None:
+        container.close()
+    return own
+
+
 def _backing_opener(target: Target) -> Callable[..., Reader]:
     """How a qcow2 reader opens its backing file when the caller allowed it: the name is
     resolved next to the image, and the backing image is itself opened through open_disk."""

@@ -39,8 +39,6 @@ IN_FLIGHT = 8
 #: Threads hashing (or reading, for readers whose reads may run in parallel) on this host.
 WORKERS = 2
 
-#: qemu-img driver names of the formats diskkit reads itself, for local files.
-IN_PROCESS_FORMATS = ("raw", "qcow2", "vhdx", "vmdk")
 #: Sources whose reading costs CPU (a VMDK's grains are inflated): hashed by two threads
 #: during the copy; the others by one (reading them is a copy from the page cache).
 COSTLY_SOURCES = ("vmdk",)
@@ -53,45 +51,11 @@ def digest_workers(src_format: str) -> int:
 
 def open_local(path: str, fmt: str) -> Reader | None:
     """diskkit's own reader of the local file ``path`` in qemu format ``fmt``, or None when
-    diskkit does not read it itself (then ``qemu-img compare`` is used). Never follows a
-    file named in the image: a qcow2 with a backing or data file gives None."""
-    from diskkit.errors import DiskkitError
-    from diskkit.readers.raw import FileReader
+    diskkit does not read it itself (then ``qemu-img compare`` is used):
+    :func:`diskkit.disk.open_in_process`."""
+    from diskkit.disk import open_in_process
 
-    if fmt not in IN_PROCESS_FORMATS:
-        return None
-    container = FileReader(path)
-    if fmt == "raw":
-        return container
-    try:
-        reader = _open_format(container, fmt)
-    except DiskkitError:
-        container.close()
-        return None  # a kind of this format diskkit does not read: qemu-img compares it
-    except BaseException:
-        container.close()
-        raise
-    if reader is None:
-        container.close()
-    return reader
-
-
-def _open_format(container: Reader, fmt: str) -> Reader | None:
-    if fmt == "qcow2":
-        from diskkit.readers.qcow2 import Qcow2Reader
-
-        q = Qcow2Reader(container)
-        if q.header.has_backing_file or q.header.has_data_file:
-            q.close()
-            return None
-        return q
-    if fmt == "vhdx":
-        from diskkit.readers.vhdx import VhdxReader
-
-        return VhdxReader(container)
-    from diskkit.readers.vmdk import VmdkReader
-
-    return VmdkReader(container)
+    return open_in_process(path, fmt)
 
 
 def opener(path: str, fmt: str) -> Opener | None:
@@ -118,9 +82,18 @@ def method(src_format: str, out_format: str, target_kind: str, strict: bool) -> 
     handled by the caller."""
     if strict or target_kind != "file":
         return "qemu-img"
-    if src_format not in IN_PROCESS_FORMATS or out_format not in IN_PROCESS_FORMATS:
+    if not (_reads_in_process(src_format) and _reads_in_process(out_format)):
         return "qemu-img"
     return "digest"
+
+
+def _reads_in_process(fmt: str) -> bool:
+    """Whether the registry has diskkit read this format itself (registry ``ReadVia``)."""
+    from diskkit.formats.registry import ReadVia, lookup
+
+    info = lookup(fmt)
+    return info is not None and info.read in (ReadVia.IN_PLACE, ReadVia.QCOW2, ReadVia.VMDK,
+                                              ReadVia.VHDX)
 
 
 def _pieces(extents: Iterable[Extent], size: int) -> list[int]:
