@@ -281,15 +281,27 @@ class _Verifier:
                 if self.open_source is None:
                     self.method = "qemu-img"
         self.digest: verify.SourceDigest | None = None
+        self.connecting: Any = None  # osdverify.Connecting, for an RBD output
         if self.method == "digest" and self.open_source is not None:
+            # An RBD output is checked by its OSDs, which hash with xxhash64 only
+            # (osdverify.py): the source is hashed the same way.
+            fn = None
+            if kind == "rbd":
+                from . import osdverify
+
+                fn = osdverify.trimmed_digest
+                self.connecting = osdverify.Connecting(parse_target(req.target))
+                self.connecting.start()
             self.digest = verify.SourceDigest(self.open_source,
-                                              verify.digest_workers(src.format))
+                                              verify.digest_workers(src.format), fn)
             self.digest.start()
 
     def close(self) -> None:
-        """Stop the digest if it still runs."""
+        """Stop the digest if it still runs; close an unused OSD connection."""
         if self.digest is not None:
             self.digest.cancel()
+        if self.connecting is not None:
+            self.connecting.close()
 
     def run(self, dst: Target, out: _Output, timeout: float) -> tuple[bool, str]:
         """(identical, message); ``qemu-img compare`` where diskkit does not read a side
@@ -301,11 +313,16 @@ class _Verifier:
         try:
             if self.open_source is not None and out.temp:
                 if self.kind == "rbd" and self.digest is not None:
-                    import dataclasses
-
                     from diskkit.readers.rbd import RbdReader
 
-                    image = dataclasses.replace(dst, image=out.temp, snap=None)
+                    from . import osdverify
+
+                    image = osdverify.image_target(dst, out.temp)
+                    verdict = osdverify.compare_on_osds(self.open_source, self.digest, image,
+                                                        self.connecting)
+                    if verdict is not None:
+                        return verdict
+                    # Not a plain layout, or OSDs without the op: read the image back.
                     return verify.compare_digests(self.open_source, self.digest,
                                                   lambda: RbdReader(image),
                                                   workers=verify.IN_FLIGHT)

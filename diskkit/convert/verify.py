@@ -31,6 +31,8 @@ from diskkit.readers.base import Extent, Reader
 
 #: Opens a fresh reader of one side (each verifying thread reads through its own).
 Opener = Callable[[], Reader]
+#: The digest of one piece (both sides of one comparison use the same).
+DigestFn = Callable[[bytes], bytes]
 
 #: Bytes compared or hashed per piece (RBD's default object size).
 CHUNK = 4 << 20
@@ -96,7 +98,7 @@ def _reads_in_process(fmt: str) -> bool:
                                               ReadVia.VHDX)
 
 
-def _pieces(extents: Iterable[Extent], size: int) -> list[int]:
+def pieces_of(extents: Iterable[Extent], size: int) -> list[int]:
     """Grid indices of the CHUNK pieces that ``extents`` touch."""
     out: list[int] = []
     last = -1
@@ -109,7 +111,7 @@ def _pieces(extents: Iterable[Extent], size: int) -> list[int]:
     return out
 
 
-def _span(index: int, size: int) -> tuple[int, int]:
+def span(index: int, size: int) -> tuple[int, int]:
     start = index * CHUNK
     return start, min(CHUNK, size - start)
 
@@ -134,11 +136,10 @@ def _in_workers(first: list[Reader], openers: list[Opener], count: int, workers:
     uses ``first``, the others open theirs with ``openers``): the qcow2 reader keeps caches
     that one thread fills while reading. The first exception stops every worker and is
     re-raised."""
-    failed: list[BaseException] = []
     halt = stop or threading.Event()
     shared = all(r.concurrent_reads for r in first)
 
-    def run(w: int) -> None:
+    def run(w: int, failed: list[BaseException]) -> None:
         own: list[Reader] = []
         if nice:
             _lower_priority(nice)
@@ -149,18 +150,31 @@ def _in_workers(first: list[Reader], openers: list[Opener], count: int, workers:
                 if halt.is_set() or failed:
                     return
                 job(readers, k)
-        except BaseException as exc:  # re-raised below, in the calling thread
-            failed.append(exc)
         finally:
             for r in own:
                 r.close()
 
-    # Every worker in a thread of its own, the calling thread only waits: glibc gives each
-    # thread its own malloc arena, where the 4 MiB buffers freed by one piece are reused by
-    # the next; in the main arena each came back as fresh pages (1024 page faults a piece:
-    # measured 4x slower).
-    threads = [threading.Thread(target=run, args=(w,), name=f"diskkit-verify-{w}", daemon=True)
-               for w in range(max(1, min(workers, count)))]
+    spread(run, min(workers, count), "diskkit-verify")
+
+
+def spread(body: Callable[[int, list[BaseException]], None], workers: int, name: str) -> None:
+    """Run ``body(w, failed)`` for w in range(workers), each in a thread of its own, and wait;
+    ``failed`` holds the exceptions raised so far (a body stops early when it is not empty);
+    the first is re-raised here.
+
+    The calling thread only waits: glibc gives each thread its own malloc arena, where the
+    4 MiB buffers freed by one piece are reused by the next; in the main arena each came back
+    as fresh pages (1024 page faults a piece: measured 4x slower)."""
+    failed: list[BaseException] = []
+
+    def guarded(w: int) -> None:
+        try:
+            body(w, failed)
+        except BaseException as exc:  # re-raised below, in the calling thread
+            failed.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(w,), name=f"{name}-{w}", daemon=True)
+               for w in range(max(1, workers))]
     for t in threads:
         t.start()
     for t in threads:
@@ -180,15 +194,18 @@ def _lower_priority(nice: int) -> None:
 
 
 def hash_pieces(first: Reader, opener: Opener, pieces: list[int], *, workers: int = WORKERS,
-                stop: threading.Event | None = None, nice: int = 0) -> dict[int, bytes]:
-    """XXH3-128 of each listed piece, read by ``workers`` threads (xxhash and zlib release
-    the GIL). Stops early, with what it has, when ``stop`` is set."""
+                stop: threading.Event | None = None, nice: int = 0,
+                digest_fn: DigestFn | None = None) -> dict[int, bytes]:
+    """The digest (XXH3-128 unless ``digest_fn``) of each listed piece, read by ``workers``
+    threads (xxhash and zlib release the GIL). Stops early, with what it has, when ``stop``
+    is set."""
     size = first.size
     out: dict[int, bytes] = {}
+    fn = digest_fn or _digest
 
     def job(readers: list[Reader], k: int) -> None:
-        start, n = _span(pieces[k], size)
-        out[pieces[k]] = _digest(readers[0].read(start, n))
+        start, n = span(pieces[k], size)
+        out[pieces[k]] = fn(readers[0].read(start, n))
 
     _in_workers([first], [opener], len(pieces), workers, job, stop, nice)
     return out
@@ -204,9 +221,13 @@ class SourceDigest(threading.Thread):
     #: without them).
     NICE = 10
 
-    def __init__(self, opener: Opener, workers: int = 1) -> None:
+    def __init__(self, opener: Opener, workers: int = 1,
+                 digest_fn: DigestFn | None = None) -> None:
         super().__init__(name="diskkit-source-digest", daemon=True)
         self.opener, self.workers = opener, workers
+        #: The digest of a piece: XXH3-128, or what the output's check needs (an RBD
+        #: output's OSDs hash with xxhash64 only: osdverify.trimmed_digest).
+        self.digest_fn: DigestFn = digest_fn or _digest
         self.digests: dict[int, bytes] = {}
         self.pieces: list[int] = []
         self.size = 0
@@ -217,10 +238,10 @@ class SourceDigest(threading.Thread):
         try:
             with self.opener() as reader:
                 self.size = reader.size
-                self.pieces = _pieces(reader.data_extents(), reader.size)
+                self.pieces = pieces_of(reader.data_extents(), reader.size)
                 self.digests = hash_pieces(reader, self.opener, self.pieces,
                                            workers=self.workers, stop=self._stop_event,
-                                           nice=self.NICE)
+                                           nice=self.NICE, digest_fn=self.digest_fn)
         except BaseException as exc:  # re-raised by result()
             self.error = exc
 
@@ -254,22 +275,30 @@ def compare_digests(open_source: Opener, digest: SourceDigest, open_target: Open
     with open_target() as target:
         theirs = digest.result()
         if digest.size != target.size:
-            return False, _size_message(digest.size, target.size)
+            return False, size_message(digest.size, target.size)
         size = target.size
-        pieces = sorted(set(_pieces(target.data_extents(), size)) | set(digest.pieces))
-        got = hash_pieces(target, open_target, pieces, workers=workers)
+        pieces = sorted(set(pieces_of(target.data_extents(), size)) | set(digest.pieces))
+        got = hash_pieces(target, open_target, pieces, workers=workers,
+                          digest_fn=digest.digest_fn)
     zero: dict[int, bytes] = {}
     for i in pieces:
         want = theirs.get(i)
         if want is None:
-            n = _span(i, size)[1]
-            want = zero.get(n) or zero.setdefault(n, _digest(bytes(n)))
+            n = span(i, size)[1]
+            want = zero.get(n) or zero.setdefault(n, digest.digest_fn(bytes(n)))
         if got[i] != want:
-            with open_source() as source, open_target() as target:
-                at = _first_difference(source, target, *_span(i, size))
-            return False, f"Content mismatch at offset {at}!"
+            return mismatch(open_source, open_target, i, size)
     return True, "Images are identical."
 
 
-def _size_message(a: int, b: int) -> str:
+def mismatch(open_source: Opener, open_target: Opener, piece: int,
+             size: int) -> tuple[bool, str]:
+    """(False, message) naming the first offset where piece ``piece`` of the two sides
+    differs (both read again)."""
+    with open_source() as source, open_target() as target:
+        at = _first_difference(source, target, *span(piece, size))
+    return False, f"Content mismatch at offset {at}!"
+
+
+def size_message(a: int, b: int) -> str:
     return f"the guest-visible sizes differ: {a} bytes in the source, {b} in the output"
