@@ -211,14 +211,24 @@ def prepare(req: Request) -> tuple[plan.SourceFacts, plan.Measure, plan.Room, Ta
     """Every check, before anything is written. Raises :class:`Refused` for a hostile
     source, :class:`UserError` for an existing target (without force) or one without room."""
     out_format = plan.qemu_format(req.out_format)
-    src = plan.inspect_source(req.source, req.src_format)
-    if src.blocking and not req.allow_unsafe:
-        raise Refused(req.source, src.blocking)
     dst = parse_target(req.target)
     if dst.kind == "rbd" and out_format != "raw":
         raise UserError(f"{req.target}: RBD images are written raw (-O raw)",
                         code="bad-option", hint="use -O raw for rbd: targets")
-    room = plan.room_for(dst)
+    # A cluster is asked (connection, image list, pool statistics) while the source is
+    # inspected here: 20-30 ms of waiting on the monitors overlapped.
+    asking = _Background("room", plan.room_for, dst) if dst.kind == "rbd" else None
+    try:
+        src = plan.inspect_source(req.source, req.src_format)
+    except BaseException:
+        if asking is not None:
+            asking.join()  # the source's error is the one reported
+        raise
+    room = asking.result() if asking is not None else None
+    if src.blocking and not req.allow_unsafe:
+        raise Refused(req.source, src.blocking)
+    if room is None:
+        room = plan.room_for(dst)
     if room.exists and not req.force:
         raise UserError(f"{req.target}: exists; not overwritten", code="target-exists",
                         hint="pass --force to replace it")
@@ -242,24 +252,28 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
-class _Sync(threading.Thread):
-    """fsync of the finished temporary file, in the background (the GIL is released)."""
+class _Background(threading.Thread):
+    """``fn(*args)`` in a thread (work that waits on a disk or a cluster: the GIL is
+    released); :meth:`result` waits for it and re-raises its error."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(name="diskkit-fsync", daemon=True)
-        self.path = path
+    def __init__(self, name: str, fn: Callable[..., Any], *args: Any) -> None:
+        super().__init__(name=f"diskkit-{name}", daemon=True)
+        self.fn, self.args = fn, args
+        self.value: Any = None
         self.error: BaseException | None = None
+        self.start()
 
     def run(self) -> None:
         try:
-            _fsync_path(self.path)
-        except BaseException as exc:  # re-raised by the caller
+            self.value = self.fn(*self.args)
+        except BaseException as exc:  # re-raised by result()
             self.error = exc
 
-    def finish(self) -> None:
+    def result(self) -> Any:
         self.join()
         if self.error is not None:
             raise self.error
+        return self.value
 
 
 class _Verifier:
@@ -341,9 +355,8 @@ def _finish(result: Result, verifier: _Verifier | None, dst: Target, out: _Outpu
             kind: str, timeout: float) -> None:
     """After qemu-img: the fsync (in the background) and the verification, overlapped;
     then the output is published under its final name."""
-    sync = _Sync(out.temp) if kind == "file" and out.temp else None
-    if sync is not None:
-        sync.start()
+    sync = _Background("fsync", _fsync_path, out.temp) if kind == "file" and out.temp \
+        else None
     try:
         if verifier is not None:
             started = time.monotonic()
@@ -357,7 +370,7 @@ def _finish(result: Result, verifier: _Verifier | None, dst: Target, out: _Outpu
             result.verified = True
     finally:
         if sync is not None:
-            sync.finish()
+            sync.result()
     if kind == "device" and dst.path:
         _fsync_path(dst.path)  # -t writeback flushed qemu's writes; the device cache too
     out.publish()
