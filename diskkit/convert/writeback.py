@@ -20,8 +20,11 @@ import threading
 
 #: <linux/fs.h>: start write-out of dirty pages in the range, do not wait.
 SYNC_FILE_RANGE_WRITE = 2
-#: Seconds between two requests: a request only walks the file's dirty pages.
-INTERVAL = 0.05
+#: Seconds between two requests: a request only walks the file's dirty pages. Measured on a
+#: 512 MiB qcow2 -> raw copy (10 interleaved runs): copy + fsync 0.46 s median at 0.05 s,
+#: 0.38 s at 0.02 s (0.38 s at 0.005 s too, with more calls): the disk starts sooner and
+#: less is left for the fsync.
+INTERVAL = 0.02
 
 _sync_file_range: ctypes._CFuncPtr | None = None  # type: ignore[name-defined]
 _looked_up = False
