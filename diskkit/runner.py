@@ -12,12 +12,10 @@ import contextlib
 import ctypes
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -159,12 +157,18 @@ def run_root() -> pathlib.Path:
     /tmp/diskkit-UID."""
     import pathlib
 
+    return pathlib.Path(_run_root())
+
+
+def _run_root() -> str:
+    """:func:`run_root` as a string (the server records are written on every spawn: no
+    pathlib import for them, 5 ms of a command's start-up)."""
     env = os.environ.get("DISKKIT_RUN_DIR")
     if env:
-        return pathlib.Path(env)
+        return env
     if os.geteuid() == 0:
-        return pathlib.Path("/run/diskkit")
-    return pathlib.Path(f"/tmp/diskkit-{os.geteuid()}")
+        return "/run/diskkit"
+    return f"/tmp/diskkit-{os.geteuid()}"
 
 
 def _start_time(pid: int) -> str | None:
@@ -179,17 +183,17 @@ def _start_time(pid: int) -> str | None:
     return fields[19]
 
 
-def _record_server(argv: Sequence[str], dirs: Sequence[str]) -> pathlib.Path | None:
+def _record_server(argv: Sequence[str], dirs: Sequence[str]) -> str | None:
     """Write down a server about to be spawned (owner, private directories; its pid once
     known, :func:`_record_pid`) in ``<run root>/servers/`` so ``diskkit cleanup`` can end it
     and remove its directories after a crash. Written *before* the server starts, so a kill
     at any moment after leaves a record. Best effort: an unwritable run directory only costs
     that safety net."""
     try:
-        d = run_root() / "servers"
-        path = d / f"{os.getpid()}-{os.urandom(4).hex()}.json"
+        d = os.path.join(_run_root(), "servers")
+        path = os.path.join(d, f"{os.getpid()}-{os.urandom(4).hex()}.json")
         for attempt in (1, 2):  # another diskkit may remove the empty directory meanwhile
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.makedirs(d, mode=0o700, exist_ok=True)
             try:
                 _write_record(path, {
                     "pid": None, "start": None, "argv": list(argv), "owner": os.getpid(),
@@ -204,34 +208,35 @@ def _record_server(argv: Sequence[str], dirs: Sequence[str]) -> pathlib.Path | N
     return None
 
 
-def _write_record(path: pathlib.Path, info: dict[str, Any]) -> None:
+def _write_record(path: str, info: dict[str, Any]) -> None:
     """Write a record whole (a temporary name, then rename: cleanup reads only *.json)."""
-    tmp = path.with_suffix(".tmp")
+    tmp = os.path.splitext(path)[0] + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(info))
     os.replace(tmp, path)
 
 
-def _record_pid(path: pathlib.Path | None, pid: int) -> None:
+def _record_pid(path: str | None, pid: int) -> None:
     """Add the started server's pid and start time to its record."""
     if path is None:
         return
     try:
-        info = json.loads(path.read_text())
+        with open(path, encoding="utf-8") as f:
+            info = json.loads(f.read())
         info.update(pid=pid, start=_start_time(pid))
         _write_record(path, info)
     except (OSError, ValueError) as exc:
         log.debug("cannot record server pid %s: %s", pid, exc)
 
 
-def _drop_record(path: pathlib.Path | None) -> None:
+def _drop_record(path: str | None) -> None:
     if path is None:
         return
     with contextlib.suppress(OSError):
-        path.unlink()
+        os.unlink(path)
     with contextlib.suppress(OSError):
-        path.parent.rmdir()  # only when no other server is recorded
+        os.rmdir(os.path.dirname(path))  # only when no other server is recorded
 
 
 def _alive(pid: Any, start: Any) -> bool:
@@ -240,6 +245,8 @@ def _alive(pid: Any, start: Any) -> bool:
 
 def _safe_dir(path: str) -> bool:
     """Only diskkit's own private directories are ever removed by cleanup."""
+    import tempfile
+
     name = os.path.basename(path.rstrip("/"))
     parent = os.path.dirname(os.path.abspath(path))
     return name.startswith("diskkit-") and parent in (tempfile.gettempdir(), "/tmp",
@@ -299,6 +306,7 @@ ORPHAN_AGE = 600.0
 
 def _orphan_dirs() -> list[dict[str, Any]]:
     import pathlib
+    import tempfile
 
     tmp = tempfile.gettempdir()
     candidates = []
@@ -329,6 +337,8 @@ def _orphan_dirs() -> list[dict[str, Any]]:
 
 
 def _fmt(argv: Sequence[str]) -> str:
+    import shlex
+
     return shlex.join(str(a) for a in argv)
 
 
