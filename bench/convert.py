@@ -387,14 +387,15 @@ def write_docs(local: list[dict], rbd: list[dict], runs: int, command: str) -> N
                   f"{'met' if max(without) <= 1.0 else 'NOT met'}). diskkit's own phases "
                   "(medians, from its JSON): " + "; ".join(phase_rows) + ". How: qemu-img "
                   "writes the temporary file with `-t unsafe` and diskkit starts the kernel's "
-                  "write-back of it while qemu-img writes (`sync_file_range`, "
-                  "diskkit/convert/writeback.py), so the one fsync after the copy has little "
-                  "left; the verification reads both sides with diskkit's own readers (raw, "
-                  "qcow2, VHDX, VMDK), only their data, in two threads each with readers of "
-                  "its own, overlapped with that fsync; a streamOptimized VMDK source is "
-                  "inflated and hashed on the second core while qemu-img copies, so only the "
-                  "output is read after (docs/convert.md \"Verification\"). What is left of "
-                  "diskkit's own cost is Python's start-up and imports (about 60-80 ms). The "
+                  "write-back of it every 20 ms while qemu-img writes (`sync_file_range`, "
+                  "diskkit/convert/writeback.py), so the disk works during the copy and the "
+                  "one fsync after it has little left; the source's data is read and hashed "
+                  "(XXH3-128 per 4 MiB piece) by diskkit's own readers (raw, qcow2, VHDX, "
+                  "VMDK) on the core qemu-img leaves free, at a lower priority, while qemu-img "
+                  "copies, so after the copy only the output's data is read and hashed, in "
+                  "two threads, overlapped with that fsync (docs/convert.md "
+                  "\"Verification\"). What is left of diskkit's own cost is Python's start-up "
+                  "and imports (about 50-70 ms). The "
                   "machine is a 2-core VM whose first touch of memory freed a while ago is "
                   "slow (a copy then takes 3-5x its usual time, in any method): single runs "
                   "vary by that much, hence the medians, the best runs and the rotated "
@@ -404,7 +405,8 @@ def write_docs(local: list[dict], rbd: list[dict], runs: int, command: str) -> N
     if rbd:
         two = next(r for r in rbd if r["method"] == "temp raw + rbd import")["seconds"]
         lines += [f"Into RBD (single-node memstore cluster of tests/fixtures/ceph.py): qcow2 "
-                  f"source {RBD_SIZE >> 20} MiB virtual, {RBD_DATA >> 20} MiB of data.", "",
+                  f"source {RBD_SIZE >> 20} MiB virtual, {RBD_DATA >> 20} MiB of data; one untimed "
+                  "round first, the methods' order rotating each round, as above.", "",
                   "| method | seconds | speed-up vs temp raw + rbd import | CPU s "
                   "| peak temp space |",
                   "|---|---|---|---|---|"]
@@ -418,13 +420,18 @@ def write_docs(local: list[dict], rbd: list[dict], runs: int, command: str) -> N
                   f"import, no temporary space): {two / dk:.2f}x, 0 bytes of temporary space: "
                   f"{verdict}. "
                   "The two-step path needs a local raw file as large as the source's data "
-                  "(its virtual size where the filesystem cannot hold holes). What diskkit's "
-                  "verification costs here is reading the image back from the cluster: "
-                  "about 0.2-0.25 s for these 320 MiB, what `rbd export` of the same image "
-                  "takes on this single-OSD memstore cluster (measured; more reads in flight, "
-                  "or two qemu-img processes each writing half, did not help); the source "
-                  "side is hashed during the copy. On 2026-11-26 the two-step path took "
-                  "0.68-1.61 s from run to run, so the ratio moved between 1.1x and 2.0x.",
+                  "(its virtual size where the filesystem cannot hold holes). Runs (seconds, "
+                  "in order): " + "; ".join(
+                      f"{r['method']} " + " ".join(f"{x:.2f}" for x in r.get("all", []))
+                      for r in rbd) + ". "
+                  "The verification reads nothing back: the source is hashed during the copy "
+                  "(length without trailing zeros and xxhash64, per 4 MiB piece = RBD object), "
+                  "and after it each OSD hashes the objects it holds (librados' checksum op, "
+                  "one round trip per object, 16 in flight; diskkit/convert/osdverify.py): "
+                  "about 0.04 s for these 320 MiB, where reading the image back cost "
+                  "0.2-0.25 s (what `rbd export` takes on this single-OSD memstore cluster). "
+                  "The two-step path varies most from run to run (it writes and reads a local "
+                  "raw file), so the ratio moves with it.",
                   ""]
     replace_section(HEADING, "\n".join(lines))
 
