@@ -244,3 +244,31 @@ def test_an_unreachable_cluster_is_one_error(tmp_path: pathlib.Path,
     with pytest.raises(HostError) as err:
         ObjectDigests(str(conf), None, None, timeout=2, spec="test")
     assert err.value.code == "ceph-unreachable"
+
+
+def test_with_cephx_and_a_user_of_its_own(ceph_cluster_cephx, source: pathlib.Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """cephx on, a user with ``profile rbd`` caps on the pool only, named by ``:id=`` and
+    ``:keyring=``: the object-digest connection (ctypes, its own handle) authenticates as
+    that user, and the check still reads nothing back."""
+    from diskkit.convert import Request, convert
+
+    c = ceph_cluster_cephx
+    keyring = c.dir / "writer.keyring"
+    c.ceph("auth", "get-or-create", "client.writer", "mon", "profile rbd",
+           "osd", f"profile rbd pool={c.pool}", "-o", str(keyring))
+    read: list[int] = []
+    real = RbdReader._read
+
+    def counting(self: RbdReader, offset: int, length: int) -> bytes:
+        read.append(length)
+        return real(self, offset, length)
+
+    monkeypatch.setattr(RbdReader, "_read", counting)
+    spec = f"rbd:{c.pool}/cephx-out:conf={c.conf}:id=writer:keyring={keyring}"
+    result = convert(Request(str(source), spec, "raw"), quiet=True)
+    assert result.verified and result.verify_method == "digest" and sum(read) == 0
+    r = run(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", str(source),
+             f"rbd:{c.pool}/cephx-out:conf={c.conf}:id=writer:keyring={keyring}"],
+            timeout=120, check=False, env=c.env)
+    assert r.returncode == 0, r.stdout + r.stderr
