@@ -10,7 +10,7 @@ expose theirs); the handle is configured as :func:`diskkit.readers.rbd_connectio
 configures its: same configuration file, user, keyring and bounded timeouts.
 
 What the OSD does with the op (Ceph src/osd/PrimaryLogPG.cc ``do_checksum``, checked against
-the 16.2 OSD in tests/readers/test_rados_checksum.py): ``length`` 0 means "to the end of the
+the 16.2 OSD in tests/convert/test_osd_verify.py): ``length`` 0 means "to the end of the
 object"; a range reaching past the end is cut at the end; a range starting at or past it
 gives no checksum at all; the reply is a little-endian u32 count followed by the checksums
 (u64 little-endian for xxhash64, one per ``chunk_size`` piece, one in all when it is 0). An
