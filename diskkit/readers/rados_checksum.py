@@ -23,7 +23,6 @@ trip per object, whatever its size.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import struct
 import threading
@@ -47,9 +46,11 @@ def _library() -> ctypes.CDLL:
     with _lib_lock:
         if _lib is not None:
             return _lib
-        name = ctypes.util.find_library("rados") or "librados.so.2"
         try:
-            lib = ctypes.CDLL(name)
+            # By soname (librados' ABI has been 2 since 2013): ctypes.util.find_library runs
+            # ldconfig in a subprocess, 18 ms here. The python3-rados module already mapped
+            # the library, so this is a lookup.
+            lib = ctypes.CDLL("librados.so.2")
             lib.rados_create.argtypes = [ctypes.POINTER(_VP), ctypes.c_char_p]
             lib.rados_conf_read_file.argtypes = [_VP, ctypes.c_char_p]
             lib.rados_conf_set.argtypes = [_VP, ctypes.c_char_p, ctypes.c_char_p]
