@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diskkit.errors import ImageError, UserError
 from diskkit.findings import Finding
@@ -30,6 +30,9 @@ from diskkit.target import Target, parse_target
 from . import plan, qemuimg
 from .progress import FINISH, Progress, Tracker
 from .writeback import Writeback
+
+if TYPE_CHECKING:
+    from .osdverify import Connecting
 
 #: Slowest throughput (bytes/s) a conversion is allowed before its timeout kills it.
 MIN_RATE = 2 << 20
@@ -295,7 +298,7 @@ class _Verifier:
                 if self.open_source is None:
                     self.method = "qemu-img"
         self.digest: verify.SourceDigest | None = None
-        self.connecting: Any = None  # osdverify.Connecting, for an RBD output
+        self.connecting: Connecting | None = None  # an RBD output's OSD connection
         if self.method == "digest" and self.open_source is not None:
             # An RBD output is checked by its OSDs, which hash with xxhash64 only
             # (osdverify.py): the source is hashed the same way.
@@ -326,7 +329,8 @@ class _Verifier:
 
         try:
             if self.open_source is not None and out.temp:
-                if self.kind == "rbd" and self.digest is not None:
+                if self.kind == "rbd" and self.digest is not None and \
+                        self.connecting is not None:
                     from diskkit.readers.rbd import RbdReader
 
                     from . import osdverify

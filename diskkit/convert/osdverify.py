@@ -25,7 +25,6 @@ reads the image back, comparing the same trimmed digests.
 from __future__ import annotations
 
 import dataclasses
-import os
 import struct
 import threading
 
@@ -94,13 +93,12 @@ class Connecting(threading.Thread):
 
     def run(self) -> None:
         from diskkit.errors import DiskkitError
-        from diskkit.readers.rbd_connection import timeout_seconds
+        from diskkit.readers.rbd_connection import conf_file, timeout_seconds
 
         t = self.target
         try:
-            self._handle = ObjectDigests(t.conf or os.environ.get("CEPH_CONF") or None,
-                                         t.user, t.keyring, timeout=timeout_seconds(),
-                                         spec=t.spec)
+            self._handle = ObjectDigests(conf_file(t.conf) or None, t.user, t.keyring,
+                                         timeout=timeout_seconds(), spec=t.spec)
         except DiskkitError:
             self._handle = None
 

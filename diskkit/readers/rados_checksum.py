@@ -29,6 +29,7 @@ import threading
 from dataclasses import dataclass
 
 from diskkit.errors import HostError
+from diskkit.readers.rbd_connection import client_options
 
 #: librados.h ``rados_checksum_type_t``.
 XXHASH64 = 1
@@ -111,13 +112,7 @@ class ObjectDigests:
             if lib.rados_conf_read_file(self._cluster, conf.encode() if conf else None):
                 raise HostError(f"{spec}: librados could not read the configuration "
                                 f"{conf or '(default search path)'}", code="ceph-conf-bad")
-            options = {"client_mount_timeout": str(timeout),
-                       "rados_mon_op_timeout": str(timeout),
-                       "rados_osd_op_timeout": str(timeout),
-                       "log_to_stderr": "false", "err_to_stderr": "false"}
-            if keyring:
-                options["keyring"] = keyring
-            for key, value in options.items():
+            for key, value in client_options(keyring, timeout).items():
                 lib.rados_conf_set(self._cluster, key.encode(), value.encode())
             rc = lib.rados_connect(self._cluster)
             if rc:

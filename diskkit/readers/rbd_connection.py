@@ -114,21 +114,34 @@ class Connection:
         self.close()
 
 
-def connect(conf: str | None = None, user: str | None = None, keyring: str | None = None,
-            *, spec: str = "rbd") -> Connection:
-    """Connect to the cluster ``conf`` describes (see the module docstring for defaults)."""
-    rados, _ = modules()
-    conffile = conf or os.environ.get("CEPH_CONF") or ""
-    if conffile and not os.path.exists(conffile):
-        raise UserError(f"{spec}: ceph configuration {conffile} does not exist",
-                        code="ceph-conf-missing", hint="pass :conf=PATH or set CEPH_CONF")
-    seconds = timeout_seconds()
+def conf_file(conf: str | None) -> str:
+    """The configuration file a client reads: ``conf``, else ``$CEPH_CONF``, else "" (Ceph's
+    default search path)."""
+    return conf or os.environ.get("CEPH_CONF") or ""
+
+
+def client_options(keyring: str | None, seconds: int) -> dict[str, str]:
+    """The settings every diskkit cluster handle gets: bounded timeouts, librados' own
+    logging off, and the keyring when one is named."""
     options = {"client_mount_timeout": str(seconds), "rados_mon_op_timeout": str(seconds),
                "rados_osd_op_timeout": str(seconds),
                # librados logs to stderr by default: diskkit prints one line per error.
                "log_to_stderr": "false", "err_to_stderr": "false"}
     if keyring:
         options["keyring"] = keyring
+    return options
+
+
+def connect(conf: str | None = None, user: str | None = None, keyring: str | None = None,
+            *, spec: str = "rbd") -> Connection:
+    """Connect to the cluster ``conf`` describes (see the module docstring for defaults)."""
+    rados, _ = modules()
+    conffile = conf_file(conf)
+    if conffile and not os.path.exists(conffile):
+        raise UserError(f"{spec}: ceph configuration {conffile} does not exist",
+                        code="ceph-conf-missing", hint="pass :conf=PATH or set CEPH_CONF")
+    seconds = timeout_seconds()
+    options = client_options(keyring, seconds)
     try:
         cluster = rados.Rados(conffile=conffile, rados_id=user or None, conf=options)
     except rados.ObjectNotFound:

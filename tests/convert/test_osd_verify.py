@@ -169,20 +169,26 @@ def test_other_layouts_are_read_back(ceph_cluster, source: pathlib.Path) -> None
         c.rbd("rm", "--no-progress", f"{c.pool}/{name}")
 
 
+@pytest.fixture
+def read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The lengths of every read of an RBD image's data through librbd (``RbdReader``)."""
+    lengths: list[int] = []
+    real = RbdReader._read
+
+    def counting(self: RbdReader, offset: int, length: int) -> bytes:
+        lengths.append(length)
+        return real(self, offset, length)
+
+    monkeypatch.setattr(RbdReader, "_read", counting)
+    return lengths
+
+
 def test_the_command_reads_nothing_back(ceph_cluster, source: pathlib.Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                        read: list[int]) -> None:
     """``diskkit convert`` into RBD verifies by the OSDs' digests: librbd reads none of the
     image's data (only the source is read, during the copy)."""
     from diskkit.convert import Request, convert
 
-    read: list[int] = []
-    real = RbdReader._read
-
-    def counting(self: RbdReader, offset: int, length: int) -> bytes:
-        read.append(length)
-        return real(self, offset, length)
-
-    monkeypatch.setattr(RbdReader, "_read", counting)
     c = ceph_cluster
     result = convert(Request(str(source), _spec(c, "osd-cmd"), "raw"), quiet=True)
     assert result.verified and result.verify_method == "digest"
@@ -227,8 +233,7 @@ def test_what_the_osd_hashes(ceph_cluster) -> None:
         cluster.shutdown()
 
 
-def test_an_unreachable_cluster_is_one_error(tmp_path: pathlib.Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_cluster_is_one_error(tmp_path: pathlib.Path) -> None:
     """No monitor answers: a HostError within the configured timeout, not a hang."""
     import socket
 
@@ -247,7 +252,7 @@ def test_an_unreachable_cluster_is_one_error(tmp_path: pathlib.Path,
 
 
 def test_with_cephx_and_a_user_of_its_own(ceph_cluster_cephx, source: pathlib.Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                          read: list[int]) -> None:
     """cephx on, a user with ``profile rbd`` caps on the pool only, named by ``:id=`` and
     ``:keyring=``: the object-digest connection (ctypes, its own handle) authenticates as
     that user, and the check still reads nothing back."""
@@ -257,14 +262,6 @@ def test_with_cephx_and_a_user_of_its_own(ceph_cluster_cephx, source: pathlib.Pa
     keyring = c.dir / "writer.keyring"
     c.ceph("auth", "get-or-create", "client.writer", "mon", "profile rbd",
            "osd", f"profile rbd pool={c.pool}", "-o", str(keyring))
-    read: list[int] = []
-    real = RbdReader._read
-
-    def counting(self: RbdReader, offset: int, length: int) -> bytes:
-        read.append(length)
-        return real(self, offset, length)
-
-    monkeypatch.setattr(RbdReader, "_read", counting)
     spec = f"rbd:{c.pool}/cephx-out:conf={c.conf}:id=writer:keyring={keyring}"
     result = convert(Request(str(source), spec, "raw"), quiet=True)
     assert result.verified and result.verify_method == "digest" and sum(read) == 0
