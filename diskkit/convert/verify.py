@@ -177,8 +177,16 @@ def spread(body: Callable[[int, list[BaseException]], None], workers: int, name:
                for w in range(max(1, workers))]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException as exc:  # Ctrl-C while waiting
+        # The workers stop after the piece in hand (bounded by the readers' timeouts); the
+        # caller closes the readers and handles they use only once none is left running.
+        failed.append(exc)
+        for t in threads:
+            t.join()
+        raise
     if failed:
         raise failed[0]
 

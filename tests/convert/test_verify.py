@@ -144,3 +144,24 @@ def test_writeback_asks_the_kernel(tmp_path: pathlib.Path) -> None:
         while wb.requests < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
     assert wb.requests >= 3 and not wb.is_alive()
+
+
+def test_ctrl_c_waits_for_the_workers() -> None:
+    """Ctrl-C while the verifying threads run: they stop after their piece in hand and are
+    all gone before the interrupt reaches the caller (who then closes what they read)."""
+    import signal
+    import threading
+
+    def body(w: int, failed: list[BaseException]) -> None:
+        deadline = time.monotonic() + 10
+        while not failed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the piece in hand
+
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        verify.spread(body, 2, "dk-test-spread")
+    assert time.monotonic() - started < 5  # the interrupt, not the workers' deadline
+    assert not [t for t in threading.enumerate()
+                if t.name.startswith("dk-test-spread") and t.is_alive()]
