@@ -215,7 +215,7 @@ def local_cases(runs: int) -> list[dict]:
                      "phases": {" ".join(k[2]) or "default": v for k, v in PHASES.items()
                                 if k[:2] == (src.suffix, out_fmt)},
                      "cpu": {k: statistics.median(v) for k, v in cpu.items()},
-                     "all": times, "load": os.getloadavg()[0]})
+                     "all": times, "load": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d")})
         print(f"{src_name} -> {out_fmt}: " + ", ".join(f"{k} {v:.2f}s" for k, v in med.items()),
               flush=True)
     shutil.rmtree(dst_dir, ignore_errors=True)
@@ -265,8 +265,8 @@ def ceph() -> Iterator[tuple[str, str]]:
 
 
 def rbd_cases(runs: int) -> list[dict]:
-    """qcow2 file -> RBD image: diskkit (qemu-img creates / librbd pre-creates), plain
-    qemu-img, and convert-to-temporary-raw + rbd import."""
+    """qcow2 file -> RBD image: diskkit (its own copy through librbd, and with
+    ``--copier qemu-img``), plain qemu-img, and convert-to-temporary-raw + rbd import."""
     src_dir = OUT / "src"
     src_dir.mkdir(parents=True, exist_ok=True)
     raw = make_raw(src_dir / "rbd.raw", RBD_SIZE, RBD_DATA, seed=2)
@@ -275,6 +275,8 @@ def rbd_cases(runs: int) -> list[dict]:
     raw.unlink()
     tmp_dir = OUT / "tmp"
     rows = []
+    for key in [k for k in PHASES if k[:2] == (".qcow2", "raw")]:
+        del PHASES[key]  # the local qcow2 -> raw case's, already reported
     with ceph() as (conf, pool):
         def spec(name: str) -> str:
             return f"rbd:{pool}/{name}:conf={conf}"
@@ -297,6 +299,8 @@ def rbd_cases(runs: int) -> list[dict]:
             "diskkit": lambda n: diskkit_cmd(str(src), spec(n), "raw"),
             "diskkit --no-verify": lambda n: diskkit_cmd(str(src), spec(n), "raw",
                                                          "--no-verify"),
+            "diskkit --copier qemu-img": lambda n: diskkit_cmd(str(src), spec(n), "raw",
+                                                               "--copier", "qemu-img"),
         }
         times: dict[str, list[float]] = {m: [] for m in methods}
         cpu: dict[str, list[float]] = {m: [] for m in methods}
@@ -322,18 +326,36 @@ def rbd_cases(runs: int) -> list[dict]:
                 rm(name)
         for m in methods:
             med = statistics.median(times[m])
+            flags = tuple(m.split()[1:])
+            phases = PHASES.get((".qcow2", "raw", flags), [])[1:]  # the untimed round left out
             rows.append({"method": m, "seconds": med, "peak_temp": peaks[m],
+                         "date": time.strftime("%Y-%m-%d"),
                          "cpu": statistics.median(cpu[m]), "best": min(times[m]),
-                         "all": times[m]})
+                         "all": times[m],
+                         "copy": statistics.median(p[0] for p in phases) if phases else None,
+                         "verify": statistics.median(p[1] for p in phases) if phases else None})
             print(f"qcow2 -> rbd, {m}: {med:.2f}s, peak temp {peaks[m] >> 20} MiB", flush=True)
     return rows
+
+
+#: When the rows saved before rows carried their date were measured.
+FIRST_SAVED = "2026-11-26"
+
+
+def _dates(local: list[dict], rbd: list[dict]) -> str:
+    """When each part was measured (``--no-local``/``--no-rbd`` reuse the other's rows)."""
+    def when(rows: list[dict]) -> str:
+        return max((r.get("date", FIRST_SAVED) for r in rows), default="-")
+    if not rbd or when(local) == when(rbd):
+        return when(local if local else rbd)
+    return f"local files {when(local)}, RBD {when(rbd)}"
 
 
 def write_docs(local: list[dict], rbd: list[dict], runs: int, command: str) -> None:
     """Replace the "## Conversion" section of docs/benchmarks.md."""
     lines = [HEADING, "",
              f"Reproduce: `{command}` (median of {runs} runs, methods interleaved; "
-             f"{time.strftime('%Y-%m-%d')}, Debian 12 VM, 2 cores, virtio disk, ext4; the "
+             f"{_dates(local, rbd)}, Debian 12 VM, 2 cores, virtio disk, ext4; the "
              "machine was shared with other jobs: load average "
              + ", ".join(f"{r.get('load', 0):.1f}" for r in local)
              + " over the local cases; diskkit runs with its bytecode cached, as installed). "
@@ -424,26 +446,27 @@ def write_docs(local: list[dict], rbd: list[dict], runs: int, command: str) -> N
                   "in order): " + "; ".join(
                       f"{r['method']} " + " ".join(f"{x:.2f}" for x in r.get("all", []))
                       for r in rbd) + ". "
-                  "The verification reads nothing back: the source is hashed during the copy "
-                  "(length without trailing zeros and xxhash64, per 4 MiB piece = RBD object), "
-                  "and after it each OSD hashes the objects it holds (librados' checksum op, "
-                  "one round trip per object, 16 in flight; diskkit/convert/osdverify.py): "
-                  "about 0.04 s for these 320 MiB, where reading the image back cost "
-                  "0.2-0.25 s (what `rbd export` takes on this single-OSD memstore cluster). "
+                  "How: diskkit copies a qcow2 source into a new RBD image itself "
+                  "(diskkit/convert/rbdcopy.py): its reader reads each 4 MiB piece of the "
+                  "source's data once, the piece is hashed for the verification and written "
+                  "with librbd's aio_write, 16 in flight, on the connection diskkit already "
+                  "holds; qemu-img is not run. qemu-img's way costs a second process that "
+                  "loads librbd and connects again (about 45 ms) and a source read twice "
+                  "(once by qemu-img, once by diskkit to hash it), competing with the OSD for "
+                  "this host's 2 cores. diskkit's phases (medians, from its JSON): "
+                  + "; ".join(f"{r['method']}: copy {r['copy']:.2f} s, verification "
+                              f"{r['verify']:.2f} s" for r in rbd
+                              if r.get("copy") is not None) + ". "
+                  "The verification reads nothing back: each OSD hashes the objects it holds "
+                  "(librados' checksum op, one round trip per object, 16 in flight; "
+                  "diskkit/convert/osdverify.py), where reading the image back cost "
+                  "0.2-0.25 s (what `rbd export` takes on this single-OSD memstore cluster); "
+                  "beside the copy `qemu-img map` checks that diskkit reads the source where "
+                  "qemu does (docs/convert.md, step 4). "
                   "The two-step path varies most from run to run (it writes and reads a local "
-                  "raw file), so the ratio moves with it: on 2026-11-26 four runs of this "
-                  "bench gave 1.59x, 1.47x, 1.46x and 1.33x. Where diskkit's time beyond plain "
-                  "qemu-img's goes (a timeline of one command, 2026-11-26, medians of 6): "
-                  "Python's start-up and diskkit's imports about 55 ms; the target's checks "
-                  "about 40 ms, most of it importing the Ceph bindings (36 ms: librbd's "
-                  "loading and the Cython modules' initialisation, with the GIL held); "
-                  "creating the temporary image 13 ms; the copy 20 ms longer while the source "
-                  "is hashed beside it (qemu-img, the OSD and the hashing share 2 cores here; "
-                  "an OSD on another host would not take this host's CPU); the OSDs' digests "
-                  "37 ms; the rename 10 ms. Measured and rejected: the hashing at SCHED_IDLE, "
-                  "loading librbd without the GIL before the import, letting qemu-img create "
-                  "the image, and writing the image from Python with librbd's aio_write "
-                  "(0.45-0.62 s for the copy against qemu-img's 0.34-0.50 s).",
+                  "raw file), so the ratio moves with it. Before diskkit copied itself "
+                  "(2026-11-26, qemu-img copying, as `--copier qemu-img` does now), four runs "
+                  "of this bench gave 1.59x, 1.47x, 1.46x and 1.33x.",
                   ""]
     replace_section(HEADING, "\n".join(lines))
 

@@ -154,7 +154,11 @@ COMMANDS: dict[str, tuple[str, str, list[Arg]]] = {
                     "detected one)."),
                  _a("--compress", "-c", action="store_true", help="Compressed qcow2/vmdk."),
                  _a("--preallocate", action="store_true", help="Allocate the output fully."),
-                 _a("--no-verify", action="store_true", help="Skip qemu-img compare."),
+                 _a("--no-verify", action="store_true",
+                    help="Skip the verification of the output against the source."),
+                 _a("--copier", choices=("auto", "qemu-img"), default="auto",
+                    help="Into a new RBD image: diskkit copies a raw or qcow2 source itself "
+                    "through librbd (auto), or qemu-img always copies."),
                  _a("--force", action="store_true", help="Replace an existing target."),
                  _a("--allow-unsafe", action="store_true",
                     help="Convert a source whose safety checks fail."),

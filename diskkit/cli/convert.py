@@ -80,8 +80,12 @@ def _summary(d: dict[str, Any]) -> None:
     if d["available_bytes"] is None:
         output.console.print("  room not checked: the target reports no free space (a Ceph cluster "
                       "without ceph-mgr keeps no pool statistics)")
+    if d.get("copied_by") == "diskkit":
+        output.console.print("  copied by diskkit through librbd (no qemu-img)")
     if d["verified"]:
         how = _HOW.get(d.get("verify_method") or "", "qemu-img compare")
+        if d.get("verify_method") == "digest" and d["target"].startswith("rbd:"):
+            how = "source hashed during the copy, the image's objects hashed by their OSDs"
         output.console.print(f"  verified identical ({how}, {d['verify_seconds']:.2f} s)")
     else:
         output.console.print("  not verified (--no-verify)")
@@ -190,7 +194,7 @@ def convert(source: str | None = None, target: str | None = None,
             compress: bool = False, preallocate: bool = False, no_verify: bool = False,
             force: bool = False, allow_unsafe: bool = False, jobs: int | None = None,
             option: list[str] | None = None, manifest: str | None = None,
-            json_out: bool = False) -> int:
+            json_out: bool = False, copier: str = "auto") -> int:
     """Convert a disk image safely: detect and check the source, measure the room, convert
     with qemu-img under a temporary name, verify (docs/convert.md), rename. SIGTERM and
     Ctrl-C unwind (cli/main.py turns SIGTERM into KeyboardInterrupt): qemu-img is stopped and
@@ -206,4 +210,5 @@ def convert(source: str | None = None, target: str | None = None,
     return _single(source, target, output_format, src_format=source_format,
                    compress=compress, preallocate=preallocate, verify=not no_verify,
                    force=force, allow_unsafe=allow_unsafe, coroutines=jobs or 16,
-                   options=tuple(option or ()), json_out=json_out)
+                   options=tuple(option or ()), json_out=json_out,
+                   copier=None if copier == "auto" else copier)

@@ -33,6 +33,7 @@ from .writeback import Writeback
 
 if TYPE_CHECKING:
     from .osdverify import Connecting
+    from .rbdcopy import RbdCopy, Run
 
 #: Slowest throughput (bytes/s) a conversion is allowed before its timeout kills it.
 MIN_RATE = 2 << 20
@@ -74,6 +75,9 @@ class Request:
     #: ``-W`` (out-of-order writes): None = diskkit's measured choice per target
     #: (:func:`diskkit.convert.qemuimg.out_of_order`).
     out_of_order: bool | None = None
+    #: What copies into a new RBD image: None = diskkit itself where it reads the source
+    #: (raw, qcow2: rbdcopy.py, measured faster), "qemu-img" = always qemu-img convert.
+    copier: str | None = None
 
 
 @dataclass
@@ -98,6 +102,9 @@ class Result:
     #: by diskkit's readers and librbd), "qemu-img" (qemu-img compare); None without
     #: verification.
     verify_method: str | None = None
+    #: What copied the data: "qemu-img" (``command``) or "diskkit" (into RBD, in process
+    #: through librbd: rbdcopy.py; ``command`` is then empty).
+    copied_by: str = "qemu-img"
     command: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
@@ -126,7 +133,7 @@ class Result:
                 "seconds": round(self.seconds, 3),
                 "throughput_bytes_per_second": int(rate) if rate else None,
                 "verified": self.verified, "verify_method": self.verify_method,
-                "command": self.command,
+                "copied_by": self.copied_by, "command": self.command,
                 "findings": [f.to_dict() for f in self.findings]}
 
 
@@ -284,12 +291,24 @@ class _Verifier:
     the source digest that runs during the copy when that is the method (verify.py)."""
 
     def __init__(self, req: Request, src: plan.SourceFacts, out_format: str,
-                 kind: str) -> None:
+                 kind: str, copier: RbdCopy | None = None) -> None:
         from . import verify
 
         self.req, self.src, self.out_format, self.kind = req, src, out_format, kind
         self.method = "qemu-img"
         self.open_source: verify.Opener | None = None
+        #: qemu-img map's reading of a qcow2 source against diskkit's, when diskkit copies
+        #: (rbdcopy.check_mapping): (agree, message).
+        self.map_check: _Background | None = None
+        self.digest: verify.SourceDigest | RbdCopy | None = None
+        self.connecting: Connecting | None = None  # an RBD output's OSD connection
+        if copier is not None:  # the copy hashes what it writes
+            from . import osdverify
+
+            self.method, self.open_source, self.digest = "digest", copier.open_source, copier
+            self.connecting = osdverify.Connecting(parse_target(req.target))
+            self.connecting.start()
+            return
         if src.target.kind == "file" and src.target.path and not req.strict_verify:
             self.method = verify.method(src.format, out_format,
                                         "file" if kind == "rbd" else kind, req.strict_verify)
@@ -297,8 +316,6 @@ class _Verifier:
                 self.open_source = verify.opener(src.target.path, src.format)
                 if self.open_source is None:
                     self.method = "qemu-img"
-        self.digest: verify.SourceDigest | None = None
-        self.connecting: Connecting | None = None  # an RBD output's OSD connection
         if self.method == "digest" and self.open_source is not None:
             # An RBD output is checked by its OSDs, which hash with xxhash64 only
             # (osdverify.py): the source is hashed the same way.
@@ -317,6 +334,8 @@ class _Verifier:
         """Stop the digest if it still runs; close an unused OSD connection."""
         if self.digest is not None:
             self.digest.cancel()
+        if self.map_check is not None:
+            self.map_check.join()
         if self.connecting is not None:
             self.connecting.close()
 
@@ -335,6 +354,10 @@ class _Verifier:
 
                     from . import osdverify
 
+                    if self.map_check is not None:
+                        agree, message = self.map_check.result()
+                        if not agree:
+                            return False, message
                     image = osdverify.image_target(dst, out.temp)
                     verdict = osdverify.compare_on_osds(self.open_source, self.digest, image,
                                                         self.connecting)
@@ -353,6 +376,40 @@ class _Verifier:
         return qemuimg.compare(plan.qemu_filename(self.src.target), self.src.format,
                                out.qemu_name, self.out_format, timeout=timeout,
                                strict=self.req.strict_verify)
+
+
+def _in_process_copy(req: Request, src: plan.SourceFacts, dst: Target, out: _Output,
+                     precreate: bool) -> tuple[RbdCopy, list[Run] | None] | None:
+    """diskkit's own copier into the new RBD image (rbdcopy.py) and, for a qcow2 source,
+    its mapping (to check against qemu-img map's); None where qemu-img copies: another
+    target or source format, options for qemu-img, a source diskkit does not read whole
+    (backing or data file, compressed clusters, which qemu-img map cannot place)."""
+    from . import rbdcopy
+
+    if req.copier == "qemu-img" or not precreate or not out.temp or req.compress or \
+            req.preallocate or req.options or req.strict_verify or \
+            src.target.kind != "file" or not src.target.path or \
+            src.format not in rbdcopy.FORMATS:
+        return None
+    from diskkit.errors import DiskkitError
+
+    from . import osdverify, verify
+
+    open_source = verify.opener(src.target.path, src.format)
+    if open_source is None:
+        return None
+    runs: list[Run] | None = None
+    if src.format == "qcow2" and req.verify:
+        try:
+            with open_source() as reader:
+                runs = list(reader.host_runs())  # type: ignore[attr-defined]
+        except DiskkitError:
+            return None
+    rate = os.environ.get(qemuimg.RATE_LIMIT_ENV)  # the same limit qemu-img gets (-r)
+    copier = rbdcopy.RbdCopy(open_source, osdverify.image_target(dst, out.temp),
+                             hash_pieces=req.verify, rate=int(rate) if rate else None,
+                             in_flight=req.coroutines)
+    return copier, runs
 
 
 def _finish(result: Result, verifier: _Verifier | None, dst: Target, out: _Output,
@@ -417,19 +474,34 @@ def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
         tracker.percent(pct)
 
     verifier: _Verifier | None = None
+    own = _in_process_copy(req, src, dst, out, precreate) if room.kind == "rbd" else None
+    copier = own[0] if own is not None else None
+    if copier is not None:
+        result.copied_by, result.command = "diskkit", []
+        copier.on_bytes = lambda done, total: percent(100.0 * done / total if total else 100.0)
     try:
         if req.verify:  # a costly source is hashed while qemu-img copies (verify.py)
-            verifier = _Verifier(req, src, out_format, room.kind)
+            verifier = _Verifier(req, src, out_format, room.kind, copier)
         out.created = True
         if precreate:
             from . import rbdops
 
             rbdops.create(dst, out.temp or "", size)
-        # A new local file: its write-back starts while qemu-img writes (writeback.py).
-        with Writeback(out.temp) if room.kind == "file" and out.temp else \
-                contextlib.nullcontext():
-            result.convert_seconds = qemuimg.run_convert(argv, timeout=timeout,
-                                                         on_progress=percent, cancel=cancel)
+        if copier is not None:
+            if verifier is not None and own is not None and own[1] is not None:
+                from . import rbdcopy
+
+                runs = own[1]
+                verifier.map_check = _Background(
+                    "map-check", rbdcopy.check_mapping, src.target.path or "",
+                    lambda: iter(runs), timeout)
+            result.convert_seconds = copier.run_until_done(timeout=timeout, cancel=cancel)
+        else:
+            # A new local file: its write-back starts while qemu-img writes (writeback.py).
+            with Writeback(out.temp) if room.kind == "file" and out.temp else \
+                    contextlib.nullcontext():
+                result.convert_seconds = qemuimg.run_convert(
+                    argv, timeout=timeout, on_progress=percent, cancel=cancel)
         finish_started = time.monotonic()
         tracker.phase(FINISH)
         _finish(result, verifier, dst, out, room.kind, timeout)

@@ -131,7 +131,7 @@ class _Layout:
         return f"{self.prefix}.{piece:0{width}x}"
 
 
-def _layout(image: Target, digest: verify.SourceDigest) -> _Layout | tuple[bool, str] | None:
+def _layout(image: Target, digest: verify.PieceDigests) -> _Layout | tuple[bool, str] | None:
     """The image's layout; a verdict when the sizes differ; None when piece i is not
     object i (other object size, fancy striping)."""
     from diskkit.readers.rbd import RbdReader
@@ -184,7 +184,7 @@ def _differing(osds: ObjectDigests, layout: _Layout, theirs: dict[int, bytes]) -
     return bad
 
 
-def compare_on_osds(open_source: verify.Opener, digest: verify.SourceDigest, image: Target,
+def compare_on_osds(open_source: verify.Opener, digest: verify.PieceDigests, image: Target,
                     connecting: Connecting) -> tuple[bool, str] | None:
     """(identical, message) for the RBD image ``image`` against the source's trimmed
     digests, asking its OSDs for object digests; None when the image's layout or the OSDs do

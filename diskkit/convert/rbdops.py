@@ -157,6 +157,18 @@ def image_size(t: Target) -> int | None:
             return None
 
 
+@contextlib.contextmanager
+def open_image(t: Target) -> Iterator[Any]:
+    """``t``'s image (at its head) opened for writing, closed on leaving."""
+    _, rbd = _modules()
+    with ioctx(t) as (_cluster, io):
+        img = rbd.Image(io, t.image)
+        try:
+            yield img
+        finally:
+            img.close()
+
+
 def create(t: Target, name: str, size: int) -> None:
     """Create image ``name`` of ``size`` bytes with the cluster's default features."""
     _, rbd = _modules()

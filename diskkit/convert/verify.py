@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from diskkit.errors import InternalError
 from diskkit.readers.base import Extent, Reader
@@ -219,6 +220,20 @@ def hash_pieces(first: Reader, opener: Opener, pieces: list[int], *, workers: in
     return out
 
 
+class PieceDigests(Protocol):
+    """The source's side of a comparison: its size, the pieces it holds data in and their
+    digests (:class:`SourceDigest`, or the in-process copy into RBD that hashed what it
+    wrote: :class:`diskkit.convert.rbdcopy.RbdCopy`)."""
+
+    size: int
+    pieces: list[int]
+    digest_fn: DigestFn
+
+    def result(self) -> dict[int, bytes]:
+        """The digests by piece index (waits for them)."""
+        ...
+
+
 class SourceDigest(threading.Thread):
     """Hashes the source's data pieces in the background (started before qemu-img copies,
     so the decompression runs on the core qemu-img leaves free). :meth:`result` waits for
@@ -274,7 +289,7 @@ def _first_difference(source: Reader, target: Reader, start: int, n: int) -> int
     return start + next((k for k in range(n) if want[k] != got[k]), 0)
 
 
-def compare_digests(open_source: Opener, digest: SourceDigest, open_target: Opener, *,
+def compare_digests(open_source: Opener, digest: PieceDigests, open_target: Opener, *,
                     workers: int = WORKERS) -> tuple[bool, str]:
     # ``workers``: threads hashing the output (IN_FLIGHT for RBD: each read a round trip)
     """(identical, message): the output against the digests the source's

@@ -423,6 +423,20 @@ class Qcow2Reader(Reader):
         if cur_kind:
             yield cur_g, cur_n, cur_kind
 
+    def host_runs(self) -> Iterator[tuple[int, int, int | None]]:
+        """(guest offset, length, host offset or None) over the whole disk: where in the
+        file each guest byte is read from, None where it reads as zeros. Only for an image
+        read from this file alone (no backing or data file; a compressed cluster has no
+        host range of its own): otherwise an :class:`ImageError`."""
+        if self.backing is not None or self.header.has_backing_file or \
+                self.header.has_data_file:
+            raise ImageError(f"{self.name}: reads through another file", code="qcow2-chain")
+        for g, n, kind, host in self._pieces(0, self.size):
+            if kind == COMPRESSED:
+                raise ImageError(f"{self.name}: holds compressed clusters",
+                                 code="qcow2-compressed")
+            yield g, n, host if kind == DATA else None
+
     def extents(self, offset: int = 0, length: int | None = None) -> Iterator[Extent]:
         """Data / zero extents from the L1 and L2 tables (and the backing reader's extents
         for unallocated ranges when a backing file is open).

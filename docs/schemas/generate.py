@@ -101,7 +101,8 @@ CONVERTED = obj({"status": {"const": "converted"}, "source": STR, "target": STR,
                  "convert_seconds": NUM, "verify_seconds": NUM, "seconds": NUM,
                  "verified": NULL_BOOL, "command": arr(STR), "findings": FINDINGS},
                 {"throughput_bytes_per_second": NULL_INT, "finish_seconds": NUM,
-                 "verify_method": {"enum": ["qemu-img", "digest", None]}})
+                 "verify_method": {"enum": ["qemu-img", "digest", None]},
+                 "copied_by": {"enum": ["qemu-img", "diskkit"]}})
 REFUSED = obj({"status": {"const": "refused"}, "source": STR, "target": STR,
                "findings": FINDINGS})
 ITEM = obj({"index": {"type": "integer", "minimum": 1}, "status":

@@ -42,8 +42,8 @@ def test_into_and_out_of_rbd(ceph_cluster, images: dict[str, pathlib.Path],
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["verified"] is True
-    # By default diskkit creates the image with librbd and qemu-img writes into it.
-    assert "-n" in doc["command"] and "--target-is-zero" in doc["command"]
+    # A qcow2 source diskkit reads whole: created and written by diskkit through librbd.
+    assert doc["copied_by"] == "diskkit" and doc["command"] == []
     # This cluster runs no ceph-mgr, so it keeps no pool statistics: room is unknown.
     assert doc["available_bytes"] is None
     info = json.loads(_rbd(c, "info", f"{c.pool}/conv-in", "--format", "json"))
@@ -55,9 +55,15 @@ def test_into_and_out_of_rbd(ceph_cluster, images: dict[str, pathlib.Path],
     # Existing image: refused without --force, replaced with it.
     r = diskkit("convert", images["vdi"], spec, "-O", "raw", env=c.env)
     assert r.returncode == 2 and "target-exists" in r.stderr
-    r = diskkit("convert", images["vdi"], spec, "-O", "raw", "--force", env=c.env)
+    r = diskkit("convert", images["vdi"], spec, "-O", "raw", "--force", "--json", env=c.env)
     assert r.returncode == 0, r.stderr
     assert "conv-in" in _images(c)
+    # A VDI: diskkit creates the image with librbd and qemu-img writes into it.
+    doc = json.loads(r.stdout)
+    assert doc["copied_by"] == "qemu-img" and doc["verified"] is True
+    assert "-n" in doc["command"] and "--target-is-zero" in doc["command"]
+    assert "Images are identical" in qemu_img("compare", "-f", "raw", "-F", "raw",
+                                              images["raw"], spec)
 
     # Out of RBD: detected (raw) through librbd, converted to a local qcow2.
     out = tmp_path / "back.qcow2"
@@ -93,19 +99,29 @@ def test_created_by_qemu_img(ceph_cluster, images: dict[str, pathlib.Path]) -> N
     _rbd(c, "rm", "--no-progress", f"{c.pool}/conv-pre")
 
 
-def test_interrupted_into_rbd(ceph_cluster, tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("fmt", ["raw", "vdi"])
+def test_interrupted_into_rbd(ceph_cluster, tmp_path: pathlib.Path, fmt: str) -> None:
+    """SIGTERM while copying: diskkit's own copy (raw) stops once its writes in flight are
+    done, qemu-img's (VDI) is killed; either way the temporary image is removed."""
     c = ceph_cluster
     src = tmp_path / "data.raw"
     with open(src, "wb") as f:
         for _ in range(192):
             f.write(os.urandom(1 << 20))
+    if fmt == "vdi":
+        qemu_img("convert", "-f", "raw", "-O", "vdi", src, tmp_path / "data.vdi")
+        src = tmp_path / "data.vdi"
     env = {**c.env, "DISKKIT_CONVERT_RATE_LIMIT": str(16 << 20)}
     argv = [sys.executable, "-m", "diskkit", "convert", str(src), _spec(c, "conv-int"),
             "-O", "raw"]
     with spawn(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         wait_for(lambda: any("partial" in n for n in _images(c)), timeout=60, interval=0.3,
                  what="the temporary RBD image")
-        assert qemu_img_pids("conv-int")
+        # Data is being written: the image has objects beyond its header.
+        partial = next(n for n in _images(c) if "partial" in n)
+        wait_for(lambda: _rbd(c, "diff", "--format", "json", f"{c.pool}/{partial}") != "[]",
+                 timeout=60, interval=0.3, what="data in the temporary image")
+        assert bool(qemu_img_pids("conv-int")) == (fmt == "vdi")
         os.kill(proc.pid, signal.SIGTERM)
         rc = proc.wait(timeout=120)
         stderr = proc.stderr.read().decode() if proc.stderr else ""
