@@ -135,15 +135,17 @@ def boot_test(target: str, fmt: str | None = None, *, firmware: str = "bios",
 
 def convert(source: str, target: str, out_format: str, *, src_format: str | None = None,
             compress: bool = False, preallocate: bool = False, verify: bool = True,
-            force: bool = False, options: tuple[str, ...] = (),
+            force: bool = False, options: tuple[str, ...] = (), copier: str | None = None,
             on_progress: Callable[[float], None] | None = None) -> ConvertResult:
     """``diskkit convert``: a checked, measured, verified conversion (``Refused`` when the
-    source is unsafe: its findings say why)."""
+    source is unsafe: its findings say why). ``copier="qemu-img"``: qemu-img copies into a
+    new RBD image even where diskkit would copy itself (``--copier``)."""
     from diskkit.convert import Request
     from diskkit.convert import convert as run_convert
 
     req = Request(source, target, out_format, src_format=src_format, compress=compress,
-                  preallocate=preallocate, verify=verify, force=force, options=options)
+                  preallocate=preallocate, verify=verify, force=force, options=options,
+                  copier=copier)
     return run_convert(req, on_progress=on_progress, quiet=True)
 
 

@@ -221,6 +221,9 @@ def prepare(req: Request) -> tuple[plan.SourceFacts, plan.Measure, plan.Room, Ta
     """Every check, before anything is written. Raises :class:`Refused` for a hostile
     source, :class:`UserError` for an existing target (without force) or one without room."""
     out_format = plan.qemu_format(req.out_format)
+    if req.copier not in (None, "qemu-img"):
+        raise UserError(f"copier {req.copier!r}: give None (diskkit chooses) or 'qemu-img'",
+                        code="bad-option")
     dst = parse_target(req.target)
     if dst.kind == "rbd" and out_format != "raw":
         raise UserError(f"{req.target}: RBD images are written raw (-O raw)",

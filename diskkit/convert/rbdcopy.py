@@ -84,32 +84,12 @@ class RbdCopy(threading.Thread):
             self.error = exc
 
     def _copy(self, reader: Any, img: Any) -> None:
-        slots = threading.Semaphore(self.in_flight)
-        failures: list[int] = []
-        total = sum(verify.span(i, self.size)[1] for i in self.pieces)
-        done = 0
-        lock = threading.Lock()
-
-        def finished(n: int) -> Callable[[Any], None]:
-            def callback(completion: Any) -> None:  # a librbd thread, with the GIL
-                rc = completion.get_return_value()
-                if rc < 0:
-                    failures.append(rc)
-                account(n)
-                slots.release()
-            return callback
-
-        def account(n: int) -> None:
-            nonlocal done
-            with lock:
-                done += n
-                if self.on_bytes is not None:
-                    self.on_bytes(done, total)
-
+        writes = _Writes(self.in_flight, self._stop_event,
+                         sum(verify.span(i, self.size)[1] for i in self.pieces), self.on_bytes)
         started = time.monotonic()
         try:
             for k, i in enumerate(self.pieces):
-                if self._stop_event.is_set() or failures:
+                if self._stop_event.is_set() or writes.failures:
                     break
                 off, n = verify.span(i, self.size)
                 if self.rate and self._stop_event.wait(
@@ -123,31 +103,17 @@ class RbdCopy(threading.Thread):
                 else:
                     keep = trimmed_length(data)
                 if keep == 0:  # all zeros: the new image reads zeros there already
-                    account(n)
-                    continue
-                if not self._slot(slots):
+                    writes.account(n)
+                elif not writes.submit(img, data if keep == n else data[:keep], off, n):
                     break
-                try:
-                    img.aio_write(data if keep == n else data[:keep], off, finished(n))
-                except BaseException:
-                    slots.release()  # no completion will come for it
-                    raise
         finally:
-            for _ in range(self.in_flight):  # every write in flight has completed
-                slots.acquire()
-        if failures:
+            writes.drain()
+        if writes.failures:
             raise HostError(f"{self.image.spec}: a write into the image failed "
-                            f"({_strerror(failures[0])})", code="ceph-error")
+                            f"({_strerror(writes.failures[0])})", code="ceph-error")
         if not self._stop_event.is_set():
             img.flush()
-            self.written = total
-
-    def _slot(self, slots: threading.Semaphore) -> bool:
-        """Wait for room for one more write; False once the copy is stopped."""
-        while not slots.acquire(timeout=0.2):
-            if self._stop_event.is_set():
-                return False
-        return True
+            self.written = writes.total
 
     # -- the caller's side -----------------------------------------------------------------
 
@@ -187,6 +153,52 @@ class RbdCopy(threading.Thread):
         if self._stop_event.is_set() or not self.hash_pieces:
             raise InternalError("the copy was stopped or kept no digests")
         return self.digests
+
+
+class _Writes:
+    """The writes in flight: at most ``in_flight`` (a semaphore their completions
+    release), their failures, and the bytes done for the progress."""
+
+    def __init__(self, in_flight: int, stop: threading.Event, total: int,
+                 on_bytes: Callable[[int, int], None] | None) -> None:
+        self.in_flight, self.stop, self.total, self.on_bytes = in_flight, stop, total, on_bytes
+        self.slots = threading.Semaphore(in_flight)
+        self.failures: list[int] = []
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def account(self, n: int) -> None:
+        """``n`` more bytes of the source are in the image (or need not be)."""
+        with self._lock:
+            self.done += n
+            if self.on_bytes is not None:
+                self.on_bytes(self.done, self.total)
+
+    def submit(self, img: Any, data: bytes, offset: int, n: int) -> bool:
+        """Write ``data`` at ``offset`` (piece of ``n`` bytes) once a slot is free; False
+        when the copy was stopped while waiting for one."""
+        while not self.slots.acquire(timeout=0.2):
+            if self.stop.is_set():
+                return False
+
+        def completed(completion: Any) -> None:  # a librbd thread, with the GIL
+            rc = completion.get_return_value()
+            if rc < 0:
+                self.failures.append(rc)
+            self.account(n)
+            self.slots.release()
+
+        try:
+            img.aio_write(data, offset, completed)
+        except BaseException:
+            self.slots.release()  # no completion will come for it
+            raise
+        return True
+
+    def drain(self) -> None:
+        """Wait until every write in flight has completed."""
+        for _ in range(self.in_flight):
+            self.slots.acquire()
 
 
 def _strerror(rc: int) -> str:

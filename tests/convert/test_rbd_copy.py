@@ -136,3 +136,24 @@ def test_mapping_check_against_qemu_img_map(sources, kind: str) -> None:
     assert comp is not None
     with comp, pytest.raises(Exception, match="compressed"):
         list(comp.host_runs())  # type: ignore[attr-defined]
+
+
+def test_copier_qemu_img_on_the_command_line(ceph_cluster, sources) -> None:
+    """``--copier qemu-img``: qemu-img copies a source diskkit would copy itself; the JSON
+    says so and the image is the source's. An unknown copier is a usage error."""
+    from tests.convert.conftest import diskkit
+
+    c = ceph_cluster
+    src = sources["qcow2"]
+    r = diskkit("convert", src, _spec(c, "copy-by-qemu"), "-O", "raw", "--copier", "qemu-img",
+                "--json", env=c.env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["copied_by"] == "qemu-img" and doc["command"][:2] == ["qemu-img", "convert"]
+    assert doc["verified"] is True
+    assert _compare(c, src, "qcow2", "copy-by-qemu") == "Images are identical."
+    c.rbd("rm", "--no-progress", f"{c.pool}/copy-by-qemu")
+    r = diskkit("convert", src, _spec(c, "copy-x"), "-O", "raw", "--copier", "x", env=c.env)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    with pytest.raises(Exception, match="copier 'x'"):
+        convert(Request(str(src), _spec(c, "copy-x"), "raw", copier="x"), quiet=True)
