@@ -33,7 +33,7 @@ from .writeback import Writeback
 
 if TYPE_CHECKING:
     from .osdverify import Connecting
-    from .rbdcopy import RbdCopy, Run
+    from .rbdcopy import RbdCopy
 
 #: Slowest throughput (bytes/s) a conversion is allowed before its timeout kills it.
 MIN_RATE = 2 << 20
@@ -294,7 +294,7 @@ class _Verifier:
     the source digest that runs during the copy when that is the method (verify.py)."""
 
     def __init__(self, req: Request, src: plan.SourceFacts, out_format: str,
-                 kind: str, copier: RbdCopy | None = None) -> None:
+                 kind: str, copier: RbdCopy | None = None, timeout: float = MIN_TIMEOUT) -> None:
         from . import verify
 
         self.req, self.src, self.out_format, self.kind = req, src, out_format, kind
@@ -306,11 +306,15 @@ class _Verifier:
         self.digest: verify.SourceDigest | RbdCopy | None = None
         self.connecting: Connecting | None = None  # an RBD output's OSD connection
         if copier is not None:  # the copy hashes what it writes
-            from . import osdverify
+            from . import osdverify, rbdcopy
 
             self.method, self.open_source, self.digest = "digest", copier.open_source, copier
             self.connecting = osdverify.Connecting(parse_target(req.target))
             self.connecting.start()
+            runs = copier.source_runs
+            if runs is not None:  # runs beside the copy
+                self.map_check = _Background("map-check", rbdcopy.check_mapping,
+                                             src.target.path or "", lambda: iter(runs), timeout)
             return
         if src.target.kind == "file" and src.target.path and not req.strict_verify:
             self.method = verify.method(src.format, out_format,
@@ -382,11 +386,12 @@ class _Verifier:
 
 
 def _in_process_copy(req: Request, src: plan.SourceFacts, dst: Target, out: _Output,
-                     precreate: bool) -> tuple[RbdCopy, list[Run] | None] | None:
-    """diskkit's own copier into the new RBD image (rbdcopy.py) and, for a qcow2 source,
-    its mapping (to check against qemu-img map's); None where qemu-img copies: another
-    target or source format, options for qemu-img, a source diskkit does not read whole
-    (backing or data file, compressed clusters, which qemu-img map cannot place)."""
+                     precreate: bool) -> RbdCopy | None:
+    """diskkit's own copier into the new RBD image (rbdcopy.py), holding for a verified
+    qcow2 source its mapping (to check against qemu-img map's) and the reader that read it;
+    None where qemu-img copies: another target or source format, options for qemu-img, a
+    source diskkit does not read whole (backing or data file, compressed clusters, which
+    qemu-img map cannot place)."""
     from . import rbdcopy
 
     if req.copier == "qemu-img" or not precreate or not out.temp or req.compress or \
@@ -401,18 +406,20 @@ def _in_process_copy(req: Request, src: plan.SourceFacts, dst: Target, out: _Out
     open_source = verify.opener(src.target.path, src.format)
     if open_source is None:
         return None
-    runs: list[Run] | None = None
+    reader = runs = None
     if src.format == "qcow2" and req.verify:
+        reader = open_source()
         try:
-            with open_source() as reader:
-                runs = list(reader.host_runs())  # type: ignore[attr-defined]
-        except DiskkitError:
-            return None
+            runs = list(reader.host_runs())  # type: ignore[attr-defined]
+        except BaseException as exc:
+            reader.close()
+            if isinstance(exc, DiskkitError):
+                return None
+            raise
     rate = os.environ.get(qemuimg.RATE_LIMIT_ENV)  # the same limit qemu-img gets (-r)
-    copier = rbdcopy.RbdCopy(open_source, osdverify.image_target(dst, out.temp),
-                             hash_pieces=req.verify, rate=int(rate) if rate else None,
-                             in_flight=req.coroutines)
-    return copier, runs
+    return rbdcopy.RbdCopy(open_source, osdverify.image_target(dst, out.temp),
+                           hash_pieces=req.verify, rate=int(rate) if rate else None,
+                           in_flight=req.coroutines, reader=reader, source_runs=runs)
 
 
 def _finish(result: Result, verifier: _Verifier | None, dst: Target, out: _Output,
@@ -477,27 +484,19 @@ def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
         tracker.percent(pct)
 
     verifier: _Verifier | None = None
-    own = _in_process_copy(req, src, dst, out, precreate) if room.kind == "rbd" else None
-    copier = own[0] if own is not None else None
+    copier = _in_process_copy(req, src, dst, out, precreate) if room.kind == "rbd" else None
     if copier is not None:
         result.copied_by, result.command = "diskkit", []
         copier.on_bytes = lambda done, total: percent(100.0 * done / total if total else 100.0)
     try:
         if req.verify:  # a costly source is hashed while qemu-img copies (verify.py)
-            verifier = _Verifier(req, src, out_format, room.kind, copier)
+            verifier = _Verifier(req, src, out_format, room.kind, copier, timeout)
         out.created = True
         if precreate:
             from . import rbdops
 
             rbdops.create(dst, out.temp or "", size)
         if copier is not None:
-            if verifier is not None and own is not None and own[1] is not None:
-                from . import rbdcopy
-
-                runs = own[1]
-                verifier.map_check = _Background(
-                    "map-check", rbdcopy.check_mapping, src.target.path or "",
-                    lambda: iter(runs), timeout)
             result.convert_seconds = copier.run_until_done(timeout=timeout, cancel=cancel)
         else:
             # A new local file: its write-back starts while qemu-img writes (writeback.py).
@@ -523,6 +522,8 @@ def convert(req: Request, *, on_progress: Callable[[float], None] | None = None,
         raise
     finally:
         if verifier is not None:
-            verifier.close()
+            verifier.close()  # the copier's cancel among it
+        elif copier is not None:
+            copier.cancel()  # closes a reader it was given and never used
     result.target_bytes = _target_bytes(dst, room.kind)
     return result

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from diskkit.errors import CommandTimeout, HostError, ImageError, InternalError
+from diskkit.readers.base import Reader
+from diskkit.readers.rados_checksum import strerror
 from diskkit.target import Target
 
 from . import verify
@@ -54,9 +56,16 @@ class RbdCopy(threading.Thread):
 
     def __init__(self, open_source: verify.Opener, image: Target, *, hash_pieces: bool,
                  on_bytes: Callable[[int, int], None] | None = None,
-                 rate: int | None = None, in_flight: int = IN_FLIGHT) -> None:
+                 rate: int | None = None, in_flight: int = IN_FLIGHT,
+                 reader: Reader | None = None,
+                 source_runs: list[Run] | None = None) -> None:
         super().__init__(name="diskkit-rbd-copy", daemon=True)
         self.open_source, self.image, self.hash_pieces = open_source, image, hash_pieces
+        #: A reader of the source already open (its tables read once, for
+        #: ``source_runs``): the copy reads through it, else through a fresh one.
+        self._reader = reader
+        #: A qcow2 source's mapping, to be checked against qemu-img map's (module docstring).
+        self.source_runs = source_runs
         #: Bytes per second at most (qemu-img convert's ``-r``), None for no limit.
         self.rate = rate
         #: Writes in flight at once (``--jobs``, as qemu-img's coroutines).
@@ -66,7 +75,6 @@ class RbdCopy(threading.Thread):
         self.digests: dict[int, bytes] = {}
         self.pieces: list[int] = []
         self.size = 0
-        self.written = 0
         self.error: BaseException | None = None
         self._stop_event = threading.Event()
 
@@ -76,7 +84,9 @@ class RbdCopy(threading.Thread):
         try:
             from . import rbdops
 
-            with self.open_source() as reader, rbdops.open_image(self.image) as img:
+            given, self._reader = self._reader, None
+            source = given if given is not None else self.open_source()
+            with source as reader, rbdops.open_image(self.image) as img:
                 self.size = reader.size
                 self.pieces = verify.pieces_of(reader.data_extents(), reader.size)
                 self._copy(reader, img)
@@ -110,10 +120,9 @@ class RbdCopy(threading.Thread):
             writes.drain()
         if writes.failures:
             raise HostError(f"{self.image.spec}: a write into the image failed "
-                            f"({_strerror(writes.failures[0])})", code="ceph-error")
+                            f"({strerror(writes.failures[0])})", code="ceph-error")
         if not self._stop_event.is_set():
             img.flush()
-            self.written = writes.total
 
     # -- the caller's side -----------------------------------------------------------------
 
@@ -140,10 +149,14 @@ class RbdCopy(threading.Thread):
         return time.monotonic() - started
 
     def cancel(self) -> None:
-        """Stop issuing writes; wait for the ones in flight."""
+        """Stop issuing writes; wait for the ones in flight. A copy never started closes
+        the reader it was given."""
         self._stop_event.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join()
+        if self._reader is not None and not self.is_alive():
+            self._reader.close()
+            self._reader = None
 
     def result(self) -> dict[int, bytes]:
         """The digests by piece index (the copy has finished)."""
@@ -199,12 +212,6 @@ class _Writes:
         """Wait until every write in flight has completed."""
         for _ in range(self.in_flight):
             self.slots.acquire()
-
-
-def _strerror(rc: int) -> str:
-    import os
-
-    return os.strerror(-rc) if rc < 0 else f"error {rc}"
 
 
 # -- the source's mapping against qemu's -----------------------------------------------------
@@ -271,7 +278,11 @@ def check_mapping(path: str, our_runs: Callable[[], Iterator[Run]],
 
     res = run(["qemu-img", "map", "--output=json", "-f", "qcow2", path], timeout=timeout,
               check=True)
-    theirs = normalised(qemu_runs(json.loads(res.stdout)))
+    try:
+        theirs = normalised(qemu_runs(json.loads(res.stdout)))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImageError(f"{path}: qemu-img map printed what diskkit cannot read ({exc})",
+                         code="qemu-img-output") from None
     ours = normalised(our_runs())
     at = first_difference(ours, theirs)
     if at is None:

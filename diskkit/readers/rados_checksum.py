@@ -117,7 +117,7 @@ class ObjectDigests:
             rc = lib.rados_connect(self._cluster)
             if rc:
                 raise HostError(f"{spec}: cannot connect to the Ceph cluster "
-                                f"({_strerror(rc)})", code="ceph-unreachable")
+                                f"({strerror(rc)})", code="ceph-unreachable")
         except BaseException:
             self.close()
             raise
@@ -128,7 +128,7 @@ class ObjectDigests:
         io = _VP()
         rc = self._lib.rados_ioctx_create2(self._cluster, pool_id, ctypes.byref(io))
         if rc:
-            raise HostError(f"{self.spec}: cannot open pool id {pool_id} ({_strerror(rc)})",
+            raise HostError(f"{self.spec}: cannot open pool id {pool_id} ({strerror(rc)})",
                             code="ceph-error")
         if namespace:
             self._lib.rados_ioctx_set_namespace(io, namespace.encode())
@@ -170,7 +170,7 @@ class ObjectDigests:
         for value in (rc, rv_stat.value, rv_head.value, rv_tail.value):
             if value < 0:
                 raise HostError(f"{self.spec}: the OSD could not checksum {oid} "
-                                f"({_strerror(value)})", code="ceph-error")
+                                f"({strerror(value)})", code="ceph-error")
         return Probe(int(size.value), _value(head.raw) if split > 0 else None,
                      _value(tail.raw) if split < length else None)
 
@@ -202,7 +202,8 @@ def _value(raw: bytes) -> int | None:
     return int(struct.unpack_from("<Q", raw, 4)[0])
 
 
-def _strerror(rc: int) -> str:
+def strerror(rc: int) -> str:
+    """A librados return code (-errno) as words."""
     import os
 
     return os.strerror(-rc) if rc < 0 else f"error {rc}"
