@@ -37,28 +37,17 @@ _CLUSTERS: dict[tuple[str | None, str | None, str | None], Any] = {}
 _LOCK = threading.Lock()
 
 
-def _cluster(t: Target, timeout: float) -> Any:
-    rados, _ = _modules()
+def _cluster(t: Target) -> Any:
+    """The cached cluster handle for ``t``'s (conf, user, keyring), connected by
+    :func:`diskkit.readers.rbd_connection.connect` (its configuration checks, timeouts and
+    errors)."""
+    from diskkit.readers.rbd_connection import connect
+
     key = (t.conf, t.user, t.keyring)
     with _LOCK:
         if key in _CLUSTERS:
             return _CLUSTERS[key]
-        conf: dict[str, str] = {"client_mount_timeout": str(int(timeout)),
-                                "rados_mon_op_timeout": str(int(timeout)),
-                                "rados_osd_op_timeout": str(int(timeout))}
-        if t.keyring:
-            conf["keyring"] = t.keyring
-        kwargs: dict[str, Any] = {"conf": conf, "conffile": t.conf or ""}
-        if t.user:
-            kwargs["rados_id"] = t.user
-        cluster = rados.Rados(**kwargs)
-        try:
-            cluster.connect(timeout=int(timeout))
-        except rados.Error as exc:
-            cluster.shutdown()
-            raise HostError(f"cannot connect to the Ceph cluster for {t.spec}: {exc}",
-                            code="ceph-unreachable",
-                            hint="check :conf=, :id= and the monitors") from None
+        cluster = connect(t.conf, t.user, t.keyring, spec=t.spec).cluster
         if not _CLUSTERS:
             atexit.register(disconnect)
         _CLUSTERS[key] = cluster
@@ -75,10 +64,10 @@ def disconnect() -> None:
 
 
 @contextlib.contextmanager
-def ioctx(t: Target, timeout: float = 30.0) -> Iterator[tuple[Any, Any]]:
+def ioctx(t: Target) -> Iterator[tuple[Any, Any]]:
     """A connected cluster handle and an I/O context on ``t``'s pool (and namespace)."""
     rados, _ = _modules()
-    cluster = _cluster(t, timeout)
+    cluster = _cluster(t)
     try:
         io = cluster.open_ioctx(t.pool)
     except rados.ObjectNotFound:

@@ -53,6 +53,15 @@ def test_bad_usage_is_one_line_exit_2(args: tuple[str, ...]) -> None:
     one_line(dk(*args), "bad-usage", 2)
 
 
+def test_convert_into_rbd_without_its_conf_is_one_line(cli_images: CliImages,
+                                                     tmp_path: pathlib.Path) -> None:
+    """The target's cluster is asked while the source is inspected: a ceph.conf that is not
+    there is the target's error in one line (it was an internal error)."""
+    spec = f"rbd:pool/img:conf={tmp_path / 'missing.conf'}"
+    one_line(dk("convert", str(cli_images.fresh_qcow2), spec, "-O", "raw"),
+             "ceph-conf-missing", 2)
+
+
 @pytest.mark.parametrize("command", ["info", "diagnose", "check"])
 def test_unknown_format_is_one_line_exit_2(cli_images: CliImages, command: str) -> None:
     flag = "--disk-format" if command == "check" else "-f"
